@@ -32,7 +32,7 @@ from lagrangian_family import zoo
 from lagrangian_family.symbolic.classify import Classification, Computability, classify
 from lagrangian_family.symbolic.dual import sign
 from lagrangian_family.symbolic.normal_form import is_zero
-from lagrangian_family.symbolic.objective import Objective
+from lagrangian_family.symbolic.objective import Objective, as_expr
 
 #: The rows of Table 1: the mutual information part of the dual form.
 ROW_ZERO = "0"
@@ -124,7 +124,7 @@ class _Member:
 
 
 def _fraction(x) -> Fraction | None:
-    x = sympy.nsimplify(sympy.sympify(x))
+    x = sympy.nsimplify(as_expr(x))
     if x.is_Rational:
         return Fraction(int(x.p), int(x.q))
     return None

@@ -63,6 +63,7 @@ def check_zoo_forms(specs: list[RunSpec]) -> list[dict]:
 
     import lagrangian_family as lf
     from lagrangian_family.backends.torch import Lagrangian
+    from lagrangian_family.symbolic.objective import as_coefficient
 
     out = []
     for spec in specs:
@@ -70,7 +71,7 @@ def check_zoo_forms(specs: list[RunSpec]) -> list[dict]:
         obj = Lagrangian.lagvae(spec.alpha1, (None, None), mmd_weight=1.0, init=(l1, l2)).fixed()
         s, a, lam = zoo_form(spec.alpha1, l1, l2)
         # the same map in exact rationals: floats like 1667.3333333333335 must not decide equivalence
-        r = [sympy.nsimplify(v, rational=True) for v in (spec.alpha1, l1, l2)]
+        r = [as_coefficient(v, context="a run's multiplier") for v in (spec.alpha1, l1, l2)]
         s_q = r[1] + sympy.Max(-r[0], 0)
         a_q = -r[0] / s_q
         zoo = s_q * lf.zoo.get("infovae", alpha=a_q, lam=r[2] / s_q - a_q + 1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from lagrangian_family.errors import ObjectiveError
 from lagrangian_family.symbolic import dictionary as dic
 from lagrangian_family.symbolic.normal_form import D
-from lagrangian_family.symbolic.objective import Objective
+from lagrangian_family.symbolic.objective import Objective, as_coefficient
 from lagrangian_family.symbolic.terms import ExpectedLog, MutualInformation
 
 #: The constant each lower bound drops: I̲_q = E_q[log p(x|z)] + H_q(x), I̲_p = E_p[log q(z|x)] + H_p(z).
@@ -47,9 +47,8 @@ def algorithm1_bound(family: str, alpha) -> Objective:
 
     α must have a known sign (a number, or a symbol whose sign sympy knows).
     """
-    import sympy
 
-    a = sympy.sympify(alpha)
+    a = as_coefficient(alpha, context="alpha")
     if a.is_nonnegative:
         return mi_bounds(family)[1]
     if a.is_negative:

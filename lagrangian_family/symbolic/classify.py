@@ -22,7 +22,7 @@ from lagrangian_family.errors import ObjectiveError
 from lagrangian_family.symbolic import dictionary as dic
 from lagrangian_family.symbolic.linalg import Span, atoms_vector, make_span, term_vector
 from lagrangian_family.symbolic.normal_form import COORDINATES, NormalForm, is_zero, normal_form
-from lagrangian_family.symbolic.objective import Objective, format_combination, text_coefficient
+from lagrangian_family.symbolic.objective import Objective, as_expr, format_combination, text_coefficient
 from lagrangian_family.symbolic.terms import Divergence, ExpectedLog, Term
 
 
@@ -223,7 +223,7 @@ def _computability(obj: Objective, nf: NormalForm) -> tuple[Computability, tuple
 
 
 def _solve_hint(exprs) -> str:
-    symbols = set().union(*[sympy.sympify(e).free_symbols for e in exprs])
+    symbols = set().union(*[as_expr(e).free_symbols for e in exprs])
     if not symbols:
         return ""
     try:

@@ -27,7 +27,7 @@ from lagrangian_family.errors import ObjectiveError
 from lagrangian_family.symbolic import dictionary as dic
 from lagrangian_family.symbolic.linalg import atoms_vector, term_vector
 from lagrangian_family.symbolic.normal_form import is_zero, normal_form
-from lagrangian_family.symbolic.objective import Objective, format_combination, text_coefficient
+from lagrangian_family.symbolic.objective import Objective, as_expr, format_combination, text_coefficient
 from lagrangian_family.symbolic.terms import Divergence
 
 #: Theorem 1's families for each class.
@@ -187,8 +187,8 @@ def coefficients(objective, families) -> FamilyCoefficients:
     sol = sympy.linsolve((A, target), *unknowns)
     solved = list(sol)[0] if sol else None
     if solved is not None:
-        free = set().union(*[sympy.sympify(v).free_symbols for v in solved]) & set(unknowns)
-        solved = [sympy.expand(sympy.sympify(v).subs({u: 0 for u in free})) for v in solved]
+        free = set().union(*[as_expr(v).free_symbols for v in solved]) & set(unknowns)
+        solved = [sympy.expand(as_expr(v).subs({u: 0 for u in free})) for v in solved]
         if any(not is_zero(r) for r in (A * sympy.Matrix(solved) - target)):
             solved = None
     if solved is None:

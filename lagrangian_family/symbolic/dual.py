@@ -33,7 +33,7 @@ from lagrangian_family.errors import ObjectiveError
 from lagrangian_family.symbolic import dictionary as dic
 from lagrangian_family.symbolic.linalg import N, apply, atoms_vector, make_span, term_vector
 from lagrangian_family.symbolic.normal_form import COORDINATES, NormalForm, is_zero, normal_form
-from lagrangian_family.symbolic.objective import Objective, format_combination, text_coefficient
+from lagrangian_family.symbolic.objective import Objective, as_expr, format_combination, text_coefficient
 from lagrangian_family.symbolic.terms import Divergence, MutualInformation, Term
 
 _SIDE_KINDS = ("x", "z", "x|z", "z|x")  # the four non-joint KLs of a frame
@@ -42,7 +42,7 @@ _PAIRS = (("z", "x|z"), ("x", "z|x"))  # chain-rule pairs: marginal + matching c
 
 def sign(expr) -> int | None:
     """+1, 0, -1 when the sign of a coefficient is known, None when it depends on parameters."""
-    e = sympy.expand(sympy.sympify(expr))
+    e = sympy.expand(as_expr(expr))
     if e == 0:
         return 0
     if e.is_number:
@@ -56,7 +56,7 @@ def sign(expr) -> int | None:
 
 def condition(lam) -> sympy.Basic | None:
     """The condition λ ≥ 0 when it depends on parameters; None when it always holds (β**2)."""
-    if sign(lam) is not None or sympy.sympify(lam).is_nonnegative:
+    if sign(lam) is not None or as_expr(lam).is_nonnegative:
         return None
     c = sympy.Ge(lam, 0)
     return None if c is sympy.true else c

@@ -24,7 +24,7 @@ from functools import cache
 
 import sympy
 
-from lagrangian_family.symbolic.objective import Objective
+from lagrangian_family.symbolic.objective import Objective, as_expr
 from lagrangian_family.symbolic.terms import (
     Density,
     Divergence,
@@ -141,7 +141,7 @@ def _term_atoms(term: Term) -> dict[Atom, int]:
 
 def is_zero(expr) -> bool:
     """Exact zero test for coefficients (fast path for numbers)."""
-    expr = sympy.sympify(expr)
+    expr = as_expr(expr)
     if expr.is_number:
         return expr == 0
     e = sympy.expand(expr)

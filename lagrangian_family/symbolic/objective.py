@@ -25,10 +25,60 @@ from lagrangian_family.symbolic.terms import Term
 def symbol(name: str) -> sympy.Symbol:
     """The toolkit's symbol for a parameter name (real-valued, shared everywhere).
 
+    A name is what the text syntax reads as one: a letter or ``_``, then letters, digits or
+    ``_`` (``beta``, ``lambda_1``); anything else raises :class:`ObjectiveError`.
+
     >>> symbol("beta") is symbol("beta")
     True
     """
+    if not isinstance(name, str) or not _is_name(name):
+        raise ObjectiveError("not a parameter name", expected="an identifier such as beta or lambda_1",
+                             given=f"{type(name).__name__} {_short_repr(name)}",
+                             fix="use letters, digits and '_', starting with a letter")
     return sympy.Symbol(name, real=True)
+
+
+def _is_name(text: str) -> bool:
+    return bool(text) and (text[0] == "_" or text[0].isalpha()) and all(c == "_" or c.isalnum() for c in text)
+
+
+def _short_repr(value, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def as_expr(value, *, context: str = "a coefficient") -> sympy.Basic:
+    """``value`` as a sympy object, never by reading text: a sympy object is kept, a number
+    converted (``sympy.sympify(value, strict=True)``); a string or anything else raises
+    :class:`ObjectiveError`. Every coefficient that may come from a user passes here, so no
+    text reaches sympy's ``eval``-based parser.
+
+    >>> as_expr(3), as_expr(0.5)
+    (3, 0.500000000000000)
+    >>> as_expr("__import__('os')")
+    Traceback (most recent call last):
+    ...
+    lagrangian_family.errors.ObjectiveError: a coefficient given as text
+    expected: a number or a sympy expression (text is never evaluated)
+    given: str "__import__('os')"
+    fix: pass a number (4.0), a Fraction or a sympy expression; write text objectives with lf.parse
+    """
+    if isinstance(value, sympy.Basic):
+        return value
+    if isinstance(value, (str, bytes)):
+        raise ObjectiveError(f"{context} given as text", expected="a number or a sympy expression (text is never "
+                             "evaluated)", given=f"{type(value).__name__} {_short_repr(value)}",
+                             fix="pass a number (4.0), a Fraction or a sympy expression; write text objectives "
+                             "with lf.parse")
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        try:
+            return sympy.sympify(value, strict=True)
+        except (sympy.SympifyError, TypeError, ValueError) as e:
+            raise ObjectiveError(f"{context} is not a usable number", expected="a finite real number",
+                                 given=f"{type(value).__name__} {_short_repr(value)}", fix="pass a float") from e
+    raise ObjectiveError(f"{context} is not a number", expected="a number or a sympy expression",
+                         given=f"{type(value).__name__} {_short_repr(value)}",
+                         fix="use an int, a float, a Fraction or a sympy expression")
 
 
 def as_coefficient(value, *, context: str = "a coefficient") -> sympy.Expr:
@@ -46,14 +96,10 @@ def as_coefficient(value, *, context: str = "a coefficient") -> sympy.Expr:
     if isinstance(value, sympy.Basic):
         expr = sympy.nsimplify(value, rational=True) if value.has(sympy.Float) else value
     elif isinstance(value, numbers.Number):
-        expr = sympy.nsimplify(value, rational=True) if isinstance(value, float) else sympy.sympify(value)
+        expr = sympy.nsimplify(value, rational=True) if isinstance(value, float) else as_expr(value, context=context)
     else:
-        raise ObjectiveError(
-            f"{context} is not a number",
-            expected="a number or a sympy expression",
-            given=f"{type(value).__name__} {value!r}",
-            fix="use an int, a float, a Fraction or a sympy expression",
-        )
+        as_expr(value, context=context)  # raises: text is never read, other types are not numbers
+        raise AssertionError("unreachable")  # pragma: no cover
     if isinstance(expr, sympy.Expr) and expr.is_real is False:
         raise ObjectiveError(f"{context} is not real", expected="a real number or expression",
                              given=str(expr), fix="use real coefficients (objectives are real-valued losses)")
@@ -212,7 +258,7 @@ class Objective:
 
 def text_coefficient(c: sympy.Expr) -> str:
     """A coefficient in the text syntax, parenthesised where a product would misread it."""
-    c = sympy.sympify(c)
+    c = as_expr(c)
     text = sympy.sstr(c)
     if isinstance(c, (sympy.Add,)) or (isinstance(c, sympy.Rational) and not c.is_Integer):
         return f"({text})"
@@ -243,7 +289,7 @@ def format_combination(items, show_term, show_coef, times: str | None = None) ->
     times = times if times is not None else (r" \, " if latex else " * ")
     out = []
     for i, (term, c) in enumerate(items):
-        c = sympy.sympify(c)
+        c = as_expr(c)
         neg = _is_negative_leading(c)
         mag = -c if neg else c
         body = show_term(term)

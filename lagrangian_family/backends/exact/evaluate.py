@@ -34,12 +34,11 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 import numpy as np
-import sympy
 
 from lagrangian_family.backends.exact import divergences as dv
 from lagrangian_family.backends.exact.tables import DiscreteModel
 from lagrangian_family.errors import ObjectiveError
-from lagrangian_family.symbolic.objective import Objective
+from lagrangian_family.symbolic.objective import Objective, as_coefficient, as_expr
 from lagrangian_family.symbolic.terms import Density, Divergence, ExpectedLog, MutualInformation, Term
 
 
@@ -191,7 +190,7 @@ def bind_coefficients(objective, values: Mapping | None = None) -> list[tuple[Te
     [(MutualInformation(family='q', vars=('x', 'z')), 3.0)]
     """
     objective = _as_objective(objective)
-    values = dict(values or {})
+    values = {k: as_expr(v, context=f"the value of {k}") for k, v in dict(values or {}).items()}
     try:
         key = tuple(sorted((str(k), float(v)) for k, v in values.items()))
         return list(_bind_cached(objective, key))
@@ -211,7 +210,7 @@ def _bind(objective: Objective, values: dict) -> list[tuple[Term, float]]:
         if name is None:
             raise ObjectiveError("a key of values is neither a name nor a symbol", expected="str or sympy.Symbol keys",
                                  given=repr(k), fix="write values={'beta': 4.0}")
-        by_name[name] = v
+        by_name[name] = as_coefficient(v, context=f"the value of {name}")
     free = sorted({s.name for s in objective.free_symbols})
     missing = [s for s in free if s not in by_name]
     if missing:
@@ -225,7 +224,7 @@ def _bind(objective: Objective, values: dict) -> list[tuple[Term, float]]:
     for term, coef in objective.items():
         mapping = {s: by_name[s.name] for s in coef.free_symbols}
         try:
-            value = complex(sympy.sympify(coef).subs(mapping).evalf())
+            value = complex(as_expr(coef).subs(mapping).evalf())
         except (TypeError, ValueError) as e:
             raise ObjectiveError(f"the coefficient of {term} does not evaluate to a number",
                                  expected="numeric values for its parameters", given=str(coef),

@@ -43,7 +43,7 @@ from torch import nn
 
 from lagrangian_family.errors import ObjectiveError, closest
 from lagrangian_family.symbolic.classify import Computability, as_objective, classify, fold_kl_pairs
-from lagrangian_family.symbolic.objective import Objective
+from lagrangian_family.symbolic.objective import Objective, as_expr
 from lagrangian_family.symbolic.terms import DIVERGENCES, Term
 
 from . import estimators as _estimators  # noqa: F401  (registers the built-in estimators)
@@ -119,7 +119,7 @@ class _Coefficient:
     __slots__ = ("expr", "const", "fn", "names")
 
     def __init__(self, expr: sympy.Expr):
-        self.expr = sympy.sympify(expr)
+        self.expr = as_expr(expr)
         syms = sorted(self.expr.free_symbols, key=lambda s: s.name)
         self.names = tuple(s.name for s in syms)
         if not syms:

@@ -42,7 +42,7 @@ from torch import nn
 from lagrangian_family.errors import ObjectiveError
 from lagrangian_family.symbolic.bounds import mi_bounds
 from lagrangian_family.symbolic.classify import as_objective
-from lagrangian_family.symbolic.objective import Objective, symbol
+from lagrangian_family.symbolic.objective import Objective, as_coefficient, as_expr, symbol
 from lagrangian_family.symbolic.terms import MutualInformation
 
 from .compile import CompiledObjective, LossOutput, _Coefficient
@@ -141,7 +141,7 @@ class Lagrangian(nn.Module):
         -ELBO) and ``mmd_weight·MMD(q(z) || p(z)) <= ε2``. The authors' code uses
         ``mmd_weight=1e4`` (their ε2 is in those units)."""
         mmd = "MMD(q(z) || p(z))" if mmd_weight == 1 else f"{mmd_weight} * MMD(q(z) || p(z))"
-        a = symbol(alpha1) if isinstance(alpha1, str) else sympy.nsimplify(alpha1)
+        a = symbol(alpha1) if isinstance(alpha1, str) else as_coefficient(alpha1, context="alpha1")
         primal = a * MutualInformation("q")
         e1, e2 = epsilon
         return cls(primal, [("KL(q(x,z) || p(x,z))", e1), (mmd, e2, "MMD(q(z) || p(z))")], init=init)
@@ -204,7 +204,8 @@ class Lagrangian(nn.Module):
         for fam, a in self.mi_terms():
             items += [(t, a * k) for t, k in algorithm1_bound(fam, a).items()]
         for c, l in zip(self.constraints, lam):
-            items += [(t, k * sympy.nsimplify(l)) for t, k in c.divergence.items()]
+            lam_c = as_coefficient(l, context=f"the multiplier of {c.name}")
+            items += [(t, k * lam_c) for t, k in c.divergence.items()]
         return Objective(items)
 
     def compile(self, **kw) -> CompiledLagrangian:
@@ -230,7 +231,7 @@ class CompiledLagrangian(CompiledObjective):
         alphas = []
         for fam, a in lagrangian.mi_terms():
             lower, upper = mi_bounds(fam)
-            a = sympy.sympify(a)
+            a = as_expr(a)
             if a.free_symbols:  # the sign is known only per call: both bounds are compiled
                 heads[f"I_{fam}:upper"], heads[f"I_{fam}:lower"] = upper, lower
             elif a != 0:  # only the bound Algorithm 1 uses, so the other needs no estimator or critic
