@@ -101,6 +101,9 @@ def run_experiment(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, ObjectiveError) as e:  # a missing or corrupt data file, a bad setting
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # a run diverged (NonFiniteLossError); the finished runs are kept
+        print(f"error: {e}\nthe runs that finished are kept: rerun the command to retry the others", file=sys.stderr)
+        return 1
     for k in ("report", "csv", "plot"):
         print(f"{k}: {result['paths'][k]}")
     return 0

@@ -81,12 +81,14 @@ def _times(rows: list[dict], resumed: list[str]) -> str:
         for r in stacked:  # one stack: the runs that share its training wall time and size
             stacks.setdefault((r["stack_time_train_s"], r["stack_size"]), []).append(r)
         agg = sum(r["steps"] * r["stack_size"] / r["stack_time_train_s"] for r in stacked) / len(stacked)
+        ts = [r["time_total_s"] for r in stacked]
         lines += [f"- {len(stacked)} run(s) trained as {len(stacks)} vectorised stack(s) of "
                   + ", ".join(str(int(k[1])) for k in stacks) + " run(s), one process per stack; training wall "
                   "time per stack: " + ", ".join(f"{k[0]:.0f} s" for k in stacks)
                   + f"; aggregate throughput: mean {agg:.1f} run-steps/s per stack (each run advanced at "
-                  f"{statistics.mean(r['steps_per_s'] for r in stacked):.1f} steps/s); a run's `wall s` below is "
-                  "its share of its stack's training time plus its own evaluation."]
+                  f"{statistics.mean(r['steps_per_s'] for r in stacked):.1f} steps/s); wall time per run (its share "
+                  f"of its stack's training time plus its own evaluation, the `wall s` column): mean "
+                  f"{statistics.mean(ts):.1f} s, min {min(ts):.1f} s, max {max(ts):.1f} s, sum {sum(ts) / 60:.1f} min."]
     lines.append(f"- evaluation: mean {statistics.mean(r['time_eval_s'] for r in rows):.1f} s per run.")
     if resumed:
         lines.append(f"- {len(resumed)} run(s) were finished by an earlier invocation and skipped: their times "
