@@ -5,13 +5,16 @@ The references are independent of the code under test: a :class:`Trainer` over e
 updater), the same runs trained in other stacks, an uninterrupted run for checkpoints, and
 ``torch.nn.utils.clip_grad_norm_`` for per-run clipping.
 
-Tolerances. A stack reproduces each run **bit for bit** where the computation is the same:
-its first forward pass (same parameters, noise and batch) and, on CPU with one thread, the
-whole trajectory of a run trained in another stack or alone (every batched kernel acts on each
-run's slice by itself, and the sizes below make every run's block of every stacked tensor a
-multiple of 32 elements, so that no run's elements fall in a kernel's scalar remainder loop; the
-tests run with one thread, see ``conftest.py``). Against the Trainer
-the weight gradients come from a batched matrix product instead of an unbatched one, whose
+Tolerances. A stack reproduces each run **bit for bit** where the computation is the same: on
+CPU with one thread, the whole trajectory of a run trained in another stack or alone (every
+batched kernel acts on each run's slice by itself, and the sizes below make every run's block of
+every stacked tensor a multiple of 32 elements, so that no run's elements fall in a kernel's
+scalar remainder loop; the tests run with one thread, see ``conftest.py``). Against the Trainer
+the matrix products are batched instead of unbatched, and MKL may reduce them in another order
+(for the weight gradients, and in the forward pass for layers with very few outputs, such as
+this encoder's head of 2 x 2), which rounds differently (a relative 1e-7 per product, float32);
+the first forward pass is compared at 2e-6 relative. Over training the gradients come from a
+batched matrix product instead of an unbatched one, whose
 reduction over the batch may round differently (a relative 1e-7 per product, float32); Adam then
 normalises each gradient element, so a parameter whose gradient is near zero can move by a
 different fraction of the learning rate. After 30 steps of these tiny networks the parameters
@@ -90,18 +93,26 @@ def params(loss_fn):
 
 # -- the same results as separate runs ------------------------------------------------------------------------
 
-def test_first_step_equals_the_compiled_lagrangian_bit_for_bit():
+def test_first_step_equals_the_compiled_lagrangian():
+    """Same parameters, batch and noise: every output of the first step agrees with the run's compiled
+    Lagrangian to the rounding of one forward pass (the stacked and the single layers may use different
+    matrix-product kernels for matrices this small; at the experiments' sizes they agree bit for bit)."""
     vt, _, _ = stack(range(len(SPECS)), 0)
     out = vt.step()
     for m, (a, learn, seed, w) in enumerate(SPECS):
         loss_fn, lag, updater, _ = build(a, learn, seed, w)
         ref = loss_fn(batches(seed).next())  # the global generator is the run's noise stream here
-        assert torch.equal(out.loss[m], ref.loss.detach())
-        assert torch.equal(out.value[m], ref.value)
+
+        def close(a, b):
+            torch.testing.assert_close(a, b, rtol=2e-6, atol=1e-7, equal_nan=True)
+
+        close(out.loss[m].detach(), ref.loss.detach())
+        close(out.value[m], ref.value)
         for text, v in ref.terms.items():
-            assert torch.equal(out.terms[text][m], v), text
-        assert torch.equal(out.constraints[m], torch.stack(list(ref.constraints.values())))
-        torch.testing.assert_close(out.violations[m], ref.violations, rtol=0, atol=0, equal_nan=True)
+            close(out.terms[text][m], v)
+        close(out.constraints[m], torch.stack(list(ref.constraints.values())))
+        close(out.violations[m], ref.violations)
+        assert set(out.terms) >= set(ref.terms)
 
 
 def test_each_run_matches_its_own_trainer():
