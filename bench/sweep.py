@@ -19,11 +19,14 @@ For each device (CPU; CUDA when present) and M in {1, 8, 32, 90}:
 Each process builds its runs, takes ``--warmup`` steps, then times steps for at least
 ``--seconds`` (at least two steps); processes start their timed steps together (a barrier).
 The figure is the aggregate run-steps per second (one run-step = one training step of one
-run); "ratio" is vectorised / separate, measured in the same invocation. The load average of
-the machine before and after is printed: other processes on a shared machine lower both
-figures, and their ratio less. Not a test: nothing is asserted.
+run); "ratio" is vectorised / separate, measured in the same invocation. With ``--repeat R``
+the two are measured alternately R times and the medians are printed, with the median of the
+R paired ratios (robust to a load that drifts). The load average of the machine before and
+after is printed: other processes on a shared machine lower both figures, and their ratio
+less. Not a test: nothing is asserted.
 
-    python bench/sweep.py [--sizes small,paper] [--M 1,8,32,90] [--procs N] [--seconds 5] [--device cpu,cuda]
+    python bench/sweep.py [--sizes small,paper] [--M 1,8,32,90] [--procs N] [--seconds 5] [--repeat R]
+                          [--device cpu,cuda]
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -160,6 +164,7 @@ def main(argv=None):
                     help="processes: separate runs at once, and stacks on CPU (default: CPUs; 8 separate runs on CUDA)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--repeat", type=int, default=1, help="alternate the two measurements this many times")
     args = ap.parse_args(argv)
     devices = args.device.split(",") if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if "cuda" not in devices:
@@ -171,10 +176,14 @@ def main(argv=None):
         procs = args.procs or (8 if device == "cuda" else (os.cpu_count() or 1))
         for size in sizes:
             for m in ms:
-                sep = measure("separate", size, device, [1] * min(m, procs), args.warmup, args.seconds)
                 parts = [m] if device == "cuda" else split(m, procs)
-                vec = measure("vectorised", size, device, parts, args.warmup, args.seconds)
-                print(f"{device:6} {size:6} {m:>4} {sep:>12.1f} {vec:>12.1f} {vec / sep:>7.2f}   "
+                seps, vecs = [], []
+                for _ in range(max(1, args.repeat)):
+                    seps.append(measure("separate", size, device, [1] * min(m, procs), args.warmup, args.seconds))
+                    vecs.append(measure("vectorised", size, device, parts, args.warmup, args.seconds))
+                sep, vec = statistics.median(seps), statistics.median(vecs)
+                ratio = statistics.median(v / s for v, s in zip(vecs, seps))
+                print(f"{device:6} {size:6} {m:>4} {sep:>12.1f} {vec:>12.1f} {ratio:>7.2f}   "
                       f"(separate: {min(m, procs)} process(es); vectorised: stacks of {parts})", flush=True)
         print(f"  {device}: {machine(device)}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

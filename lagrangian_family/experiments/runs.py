@@ -333,12 +333,13 @@ def run(spec: RunSpec, budget: Budget, data, out_dir: Path | None = None, *, pro
     return {**row, "history": history}
 
 
-def _stack_checkpoint(specs: Sequence[RunSpec], steps: int, out_dir: Path | None) -> Path | None:
-    """Where a stack's checkpoint lives: named by its runs, so a rerun of the same stack finds it."""
+def _stack_checkpoint(specs: Sequence[RunSpec], budget: Budget, out_dir: Path | None) -> Path | None:
+    """Where a stack's checkpoint lives: named by a hash of its runs' specs and the budget, so a rerun
+    of the same stack finds it and no other stack does."""
     if out_dir is None:
         return None
-    key = hashlib.sha1("\n".join([str(steps), *(s.name for s in specs)]).encode()).hexdigest()[:16]
-    return Path(out_dir) / ".stacks" / f"{key}.pt"
+    text = json.dumps([budget.to_dict(), [asdict(s) for s in specs]], sort_keys=True, default=str)
+    return Path(out_dir) / ".stacks" / f"{hashlib.sha1(text.encode()).hexdigest()[:16]}.pt"
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -381,7 +382,7 @@ def run_stack(specs: Sequence[RunSpec], budget: Budget, data, out_dir: Path | No
         raise ValueError(f"a stack needs runs with one number of steps, got {sorted(counts)}")
     steps = counts.pop()
     device = _device(budget)
-    ckpt = _stack_checkpoint(specs, steps, out_dir) if budget.checkpoint_every else None
+    ckpt = _stack_checkpoint(specs, budget, out_dir) if budget.checkpoint_every else None
     resume = ckpt is not None and ckpt.is_file()
     t0 = time.perf_counter()
     dirs, loss_fns, lags, updaters, noise, batches = [], [], [], [], [], []

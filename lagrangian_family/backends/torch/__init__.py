@@ -28,6 +28,7 @@ from .lagrangian import CompiledLagrangian, Constraint, Lagrangian, calibrate_ep
 from .registry import Context, Estimate, Estimator, Reject, candidates, register_estimator, unregister_estimator
 from .train import NonFiniteLossError, Trainer
 from .updaters import GECO, DualUpdater, GradientAscent, RMSPropAscent, paper_preset
+from .vectorised import VectorisedTrainer, stack_key
 
 __all__ = [
     "compile_objective",
@@ -45,6 +46,8 @@ __all__ = [
     "paper_preset",
     "Trainer",
     "NonFiniteLossError",
+    "VectorisedTrainer",
+    "stack_key",
     "metrics",
     "register_estimator",
     "unregister_estimator",
