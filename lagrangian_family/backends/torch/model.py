@@ -232,8 +232,14 @@ def component_spec(module) -> dict:
     builtins = _builtins()
     name = next((n for n, c in builtins.items() if c is cls), None)
     config = getattr(module, "config", None)
-    if name is not None and isinstance(config, Mapping):
-        return {"class": name, "config": _json_safe(dict(config), f"the config of {name}")}
+    if name is not None:
+        if not isinstance(config, Mapping):
+            raise ModelFileError(f"the built-in component {name} has no config", expected="every built-in component "
+                                 "stores its constructor's keyword arguments as self.config", given=f"{name}.config = "
+                                 f"{config!r}", fix=f"set self.config in {name}.__init__ (a bug to report)")
+        spec = {"class": name, "config": _json_safe(dict(config), f"the config of {name}")}
+        _check_rebuilds(module, spec)
+        return spec
     if isinstance(module, nn.Module):
         if cls is nn.Sequential and not (module._forward_pre_hooks or module._forward_hooks):
             children = [component_spec(c) for c in module]
@@ -250,6 +256,22 @@ def component_spec(module) -> dict:
         except (TypeError, ValueError):
             pass
     return spec
+
+
+def _check_rebuilds(module: nn.Module, spec: Mapping) -> None:
+    """Rebuild a built-in component from its config on the meta device (no memory, no random
+    numbers) and compare it with the original, so that a config that does not describe its
+    module is caught when saving, not when loading. Components that cannot be built without
+    their data (a data-backed prior) or a user's activation are not checked."""
+    try:
+        with torch.device("meta"):
+            rebuilt = build_component(spec)
+    except Exception:  # noqa: BLE001 - not checkable here; loading will say what is missing
+        return
+    if repr(rebuilt) != repr(module) or _shapes(rebuilt) != _shapes(module):
+        raise ModelFileError(f"the config of {spec['class']} does not rebuild it", expected="self.config holding every "
+                             "constructor argument", given=json.dumps(spec["config"]),
+                             fix=f"complete self.config in {spec['class']}.__init__ (a bug to report)")
 
 
 def _short(name: str) -> str:
@@ -295,19 +317,21 @@ def _missing_class(name: str, role: str | None, has_config: bool) -> ModelFileEr
         + (f" or {role!r}" if role else ""), fix=" or ".join(fixes))
 
 
-def _build_tensor(p: Mapping) -> torch.Tensor:
+def _build_tensor(p: Mapping, device) -> torch.Tensor:
     dtype = getattr(torch, str(p.get("dtype", "float32")), None)
     if not isinstance(dtype, torch.dtype):
         raise ModelFileError("a bad dtype in a distribution's parameters", expected="a torch dtype name",
                              given=repr(p.get("dtype")), fix="the file is damaged: save the model again")
-    return torch.tensor(p["data"], dtype=torch.float64).to(dtype).reshape(p["shape"])
+    return torch.tensor(p["data"], dtype=torch.float64).to(dtype).reshape(p["shape"]).to(device)
 
 
-def build_component(spec: Mapping, modules: Mapping | None = None, *, role: str | None = None):
+def build_component(spec: Mapping, modules: Mapping | None = None, *, role: str | None = None, device=None):
     """Rebuild a component (weights freshly initialised) from :func:`component_spec`'s description.
 
     ``modules`` maps class names (short or qualified) to classes or factories, for custom
-    classes and custom activations; ``role`` names the component in error messages.
+    classes and custom activations; ``role`` names the component in error messages;
+    ``device``: where a distribution's parameters go (modules are built on the current default
+    device; move them with ``.to``).
     Raises :class:`ModelFileError` naming a missing class and how to supply it.
 
     >>> from lagrangian_family.backends.torch import BernoulliMLPDecoder
@@ -337,12 +361,12 @@ def build_component(spec: Mapping, modules: Mapping | None = None, *, role: str 
         if isinstance(cls, type) and issubclass(cls, nn.Module):
             return _call(cls, config or {}, f"the layer {name}")
     if name == "torch.distributions.Independent":
-        base = build_component(spec["base"], modules, role=role)
+        base = build_component(spec["base"], modules, role=role, device=device)
         return torch.distributions.Independent(base, int(spec["reinterpreted_batch_ndims"]))
     if name.startswith("torch.distributions."):
         cls = getattr(torch.distributions, _short(name), None)
         if isinstance(cls, type) and issubclass(cls, Distribution):
-            params = {k: _build_tensor(v) for k, v in spec.get("params", {}).items()}
+            params = {k: _build_tensor(v, device) for k, v in spec.get("params", {}).items()}
             return _call(cls, params, f"the distribution {name}")
     raise _missing_class(name, role, config is not None)
 
@@ -542,16 +566,16 @@ def _given_instance(modules: Mapping | None, key: str):
     return None
 
 
-def _component(role: str, spec: Mapping, modules: Mapping | None):
+def _component(role: str, spec: Mapping, modules: Mapping | None, device=None):
     given = _given_instance(modules, role)
     if isinstance(given, (nn.Module, Distribution)):
         return given
     if given is not None:  # a class or factory by role: called with the saved config
         return _call(given, spec.get("config") or {}, f"the {role}")
-    return build_component(spec, modules, role=role)
+    return build_component(spec, modules, role=role, device=device)
 
 
-def _prior(spec: Mapping, prior, modules, data_dir):
+def _prior(spec: Mapping, prior, modules, data_dir, device):
     if prior is not None:
         if isinstance(prior, (nn.Module, Distribution)) or callable(getattr(prior, "sample", None)):
             return prior
@@ -570,7 +594,7 @@ def _prior(spec: Mapping, prior, modules, data_dir):
         from lagrangian_family.data_sources import resolve_source
 
         return _components.DataSamplerPrior(torch.from_numpy(resolve_source(source, data_dir)), source=source)
-    return _component("prior", spec, modules)
+    return _component("prior", spec, modules, device)
 
 
 def load_model(path, *, modules: Mapping | None = None, prior=None, map_location="cpu", data_dir=None,
@@ -611,7 +635,7 @@ def load_model(path, *, modules: Mapping | None = None, prior=None, map_location
     with torch.random.fork_rng(devices=[]):
         enc = _component("encoder", comp_specs["encoder"], modules)
         dec = _component("decoder", comp_specs["decoder"], modules)
-        pri = _prior(comp_specs["prior"], prior, modules, data_dir)
+        pri = _prior(comp_specs["prior"], prior, modules, data_dir, device)
         for m in (enc, dec, pri):
             if isinstance(m, nn.Module):
                 m.to(device=device, dtype=dtype)
