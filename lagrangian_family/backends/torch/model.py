@@ -311,10 +311,21 @@ def _missing_class(name: str, role: str | None, has_config: bool) -> ModelFileEr
     fixes = [f"load_model(path, modules={{{key!r}: {_short(name)}(...)}}) with an instance"]
     if has_config:
         fixes.append(f"modules={{{_short(name)!r}: {_short(name)}}} with the class (called with its saved config)")
-    return ModelFileError(
+    err = ModelFileError(
         f"the model's {role or 'component'} is a custom class, {name}, which a model file does not hold",
         expected=f"the class {_short(name)} (or an instance) in modules=", given=f"no entry for {_short(name)!r}"
         + (f" or {role!r}" if role else ""), fix=" or ".join(fixes))
+    err.missing = True  # something only the user can supply: load_model reports them all at once
+    return err
+
+
+def _all_missing(errors: list[ModelFileError]) -> ModelFileError:
+    if len(errors) == 1:
+        return errors[0]
+    return ModelFileError(f"the model needs {len(errors)} things a model file does not hold: "
+                          + "; ".join(str(e).splitlines()[0] for e in errors),
+                          expected="each of them in modules= (by role or class name) or estimators=",
+                          given="; ".join(e.given or "" for e in errors), fix="; ".join(e.fix or "" for e in errors))
 
 
 def _build_tensor(p: Mapping, device) -> torch.Tensor:
@@ -632,30 +643,44 @@ def load_model(path, *, modules: Mapping | None = None, prior=None, map_location
         options, params = spec["compile"], spec["params"]
     except (KeyError, AttributeError, TypeError) as e:
         raise _damaged(p, f"the specification lacks {e}") from e
+    missing: list[ModelFileError] = []
+
+    def attempt(make):
+        try:
+            return make()
+        except ModelFileError as e:
+            if not getattr(e, "missing", False):
+                raise
+            missing.append(e)
+            return None
+
     with torch.random.fork_rng(devices=[]):
-        enc = _component("encoder", comp_specs["encoder"], modules)
-        dec = _component("decoder", comp_specs["decoder"], modules)
-        pri = _prior(comp_specs["prior"], prior, modules, data_dir, device)
-        for m in (enc, dec, pri):
-            if isinstance(m, nn.Module):
-                m.to(device=device, dtype=dtype)
+        enc = attempt(lambda: _component("encoder", comp_specs["encoder"], modules))
+        dec = attempt(lambda: _component("decoder", comp_specs["decoder"], modules))
+        pri = attempt(lambda: _prior(comp_specs["prior"], prior, modules, data_dir, device))
         critics, choices = {}, {}
         for term, e in est_specs.items():
             given = _given_instance(modules, _CRITIC + term)
             if isinstance(given, nn.Module):
                 critics[term] = given
             elif e.get("critic") is not None:
-                critics[term] = _component(_CRITIC + term, e["critic"], modules)
+                critics[term] = attempt(lambda t=term, c=e["critic"]: _component(_CRITIC + t, c, modules))
             if estimators and term in estimators:
                 choices[term] = estimators[term]
             elif e.get("estimator") is not None:
                 choices[term] = e["estimator"]
             else:
-                raise ModelFileError(
+                err = ModelFileError(
                     f"the estimator of {term} was a custom {e.get('class')}, which a model file does not hold",
-                    expected=f"an estimator for {term}", given="no entry in estimators=",
+                    expected=f"an estimator for {term}", given=f"no entry for {term!r} in estimators=",
                     fix=f"load_model(path, estimators={{{term!r}: {e.get('class')}(...)}}), or register it with "
                         "register_estimator and compile with its name")
+                missing.append(err)
+        if missing:
+            raise _all_missing(missing)
+        for m in (enc, dec, pri, *critics.values()):
+            if isinstance(m, nn.Module):
+                m.to(device=device, dtype=dtype)
         kw = dict(encoder=enc, decoder=dec, prior=pri, critics=critics or None, estimators=choices or None,
                   defaults=params, decoder_sample=options.get("decoder_sample", "sample"),
                   mmd_kernel=options.get("mmd_kernel", "paper"), mmd_biased=options.get("mmd_biased", True),

@@ -163,7 +163,7 @@ def test_custom_modules_are_supplied_at_load_time(tmp_path):
     path = save_model(tmp_path / "custom.pt", loss_fn)
     with pytest.raises(ModelFileError) as e:
         load_model(path)
-    assert "MyEncoder" in str(e.value) and "modules=" in str(e.value)
+    assert "MyEncoder" in str(e.value) and "MyDecoder" in str(e.value) and "modules=" in str(e.value)
     with pytest.raises(ModelFileError) as e:
         load_model(path, modules={"MyEncoder": MyEncoder})
     assert "MyDecoder" in str(e.value) and "'decoder'" in str(e.value)
@@ -171,6 +171,43 @@ def test_custom_modules_are_supplied_at_load_time(tmp_path):
     assert same_state(loss_fn, model.loss_fn)
     x = binary_data()
     assert torch.equal(loss_at_seed(loss_fn, x).value, loss_at_seed(model.loss_fn, x).value)
+
+
+class MyCritic(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.config = {"d": d}
+        self.lin = nn.Linear(d, 1)
+
+    def forward(self, u):
+        return self.lin(u).squeeze(-1)
+
+
+def test_custom_critic_and_custom_estimator_are_named_with_their_key(tmp_path):
+    from lagrangian_family.backends.torch.registry import Estimate, Estimator
+
+    class ZeroMMD(Estimator):
+        def forward(self, s):
+            return Estimate(torch.zeros(()))
+
+    enc, dec, prior = tiny_models()
+    [mmd_term] = list(lf.parse("MMD(q(z) || p(z))"))
+    text = "-E_{q(x,z)}[log p(x|z)] + MMD(q(z) || p(z)) + JS(q(x) || p(x))"
+    loss_fn = compile_objective(text, encoder=enc, decoder=dec, prior=prior, decoder_sample="mean",
+                                critics={"JS": MyCritic(6)}, estimators={"MMD": ZeroMMD(mmd_term)})
+    path = save_model(tmp_path / "m.pt", loss_fn)
+    with pytest.raises(ModelFileError) as e:
+        load_model(path)
+    assert "needs 2 things" in str(e.value)
+    assert "'critic:JS(q(x) || p(x))'" in str(e.value) and "MyCritic" in str(e.value) and "ZeroMMD" in str(e.value)
+    with pytest.raises(ModelFileError) as e:
+        load_model(path, modules={"MyCritic": MyCritic})
+    assert "ZeroMMD" in str(e.value) and "estimators=" in str(e.value)
+    model = load_model(path, modules={"MyCritic": MyCritic}, estimators={"MMD(q(z) || p(z))": ZeroMMD(mmd_term)})
+    assert same_state(loss_fn, model.loss_fn)
+    model = load_model(path, modules={"critic:JS(q(x) || p(x))": MyCritic(6)},
+                       estimators={"MMD(q(z) || p(z))": ZeroMMD(mmd_term)})
+    assert same_state(loss_fn, model.loss_fn)
 
 
 def test_weights_that_do_not_fit_are_a_typed_error(tmp_path):
