@@ -135,3 +135,18 @@ def test_translations_of_the_second_domain(tmp_path, capsys):
     assert rc == 0, err
     with torch.no_grad():
         assert np.allclose(np.load(tmp_path / "u.npy"), dec(domain[10:13]).mean.clamp(0, 1).numpy(), atol=1e-6)
+
+
+def test_the_save_load_sample_example_runs(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "torch_save_load_sample.py"
+    spec = importlib.util.spec_from_file_location("example_save_load_sample", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--steps", "20", "--out", str(tmp_path / "run")]) == 0
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert names == ["model.pt", "reconstructions.png", "samples.npy", "samples.png", "traversal.png"]
+    assert np.load(tmp_path / "run" / "samples.npy").shape == (100, 64)
+    assert "-ELBO on the digits" in capsys.readouterr().out

@@ -590,6 +590,11 @@ def _prior(spec: Mapping, prior, modules, data_dir, device):
     if prior is not None:
         if isinstance(prior, (nn.Module, Distribution)) or callable(getattr(prior, "sample", None)):
             return prior
+        if spec.get("class") != "DataSamplerPrior":
+            raise ModelFileError("prior= gives images, but the model's prior is no data domain",
+                                 expected="images only for a model whose prior is a DataSamplerPrior (CycleGAN, "
+                                 "DiscoGAN)", given=f"images for a {spec.get('class')} prior",
+                                 fix="drop prior= (the prior is rebuilt from the file), or pass a prior object")
         return _components.DataSamplerPrior(torch.as_tensor(prior, dtype=torch.float32),
                                             source=(spec.get("config") or {}).get("source"))
     if spec.get("class") == "DataSamplerPrior" and _lookup("DataSamplerPrior", modules) is None \

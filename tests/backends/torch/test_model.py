@@ -265,6 +265,13 @@ def test_data_prior_is_stored_by_its_source(tmp_path):
     assert torch.equal(load_model(path2, prior=images).prior.data, images)
 
 
+def test_images_for_a_prior_that_is_no_data_domain_are_refused(tmp_path):
+    enc, dec, prior = tiny_models()
+    path = save_model(tmp_path / "m.pt", compile_objective("vae", encoder=enc, decoder=dec, prior=prior))
+    with pytest.raises(ModelFileError, match="no data domain"):
+        load_model(path, prior=torch.zeros(10, 2))
+
+
 def test_run_folder_layout(tmp_path):
     enc, dec, prior = tiny_models()
     loss_fn = compile_objective("vae", encoder=enc, decoder=dec, prior=prior)
