@@ -229,6 +229,9 @@ def component_spec(module) -> dict:
     if isinstance(module, Distribution):
         return _distribution_spec(module)
     cls = type(module)
+    if cls.__name__ == "DistributionPrior" and callable(getattr(module, "distribution", None)):
+        # a torch distribution wrapped as a module (its tensors are buffers, saved with the weights)
+        return {"class": "DistributionPrior", "distribution": _distribution_spec(module.distribution())}
     builtins = _builtins()
     name = next((n for n, c in builtins.items() if c is cls), None)
     config = getattr(module, "config", None)
@@ -361,6 +364,12 @@ def build_component(spec: Mapping, modules: Mapping | None = None, *, role: str 
         if user is None:
             raise _missing_class(name, role, config is not None)
         return _call(user, config or {}, f"the {role or 'component'} {name}")
+    if name == "DistributionPrior" and "distribution" in spec:
+        from . import samples
+
+        dist = build_component(spec["distribution"], modules, role=role, device=device)
+        wrap = getattr(samples, "DistributionPrior", None)
+        return wrap(dist) if wrap is not None else dist
     builtins = _builtins()
     if name in builtins:
         kw = {k: (_resolve_activation(v, modules) if k == "activation" else v) for k, v in (config or {}).items()}
