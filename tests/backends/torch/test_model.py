@@ -235,6 +235,8 @@ def test_distribution_prior_and_float64(tmp_path):
     loss_fn = compile_objective("vae", encoder=enc, decoder=dec, prior=prior)
     model = load_model(save_model(tmp_path / "p.pt", loss_fn))
     p = model.prior
+    if not isinstance(p, Independent):  # a distribution wrapped as a module (its tensors are buffers)
+        p = p.distribution()
     assert isinstance(p, Independent) and isinstance(p.base_dist, Normal)
     assert torch.equal(p.base_dist.loc, prior.base_dist.loc) and torch.equal(p.base_dist.scale, prior.base_dist.scale)
     assert next(model.loss_fn.parameters()).dtype == torch.float64
