@@ -776,10 +776,12 @@ class Model(nn.Module):
     # -- what it is made of ---------------------------------------------------------------------
     @property
     def encoder(self) -> nn.Module:
+        """The encoder q(z|x)."""
         return self.loss_fn.components.encoder
 
     @property
     def decoder(self) -> nn.Module:
+        """The decoder p(x|z) (or generator)."""
         return self.loss_fn.components.decoder
 
     @property
@@ -789,10 +791,12 @@ class Model(nn.Module):
 
     @property
     def x_shape(self) -> tuple[int, ...]:
+        """The shape of one example of x."""
         return tuple(self.loss_fn.x_shape)
 
     @property
     def z_shape(self) -> tuple[int, ...]:
+        """The shape of one code z (an image's shape when the prior is a second data domain)."""
         return tuple(self.loss_fn.components.z_shape)
 
     @property
