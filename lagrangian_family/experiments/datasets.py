@@ -50,8 +50,8 @@ class StochasticBatches:
 
     The order and the draws come from its own generator (``seed``), so two runs with the same
     seed see the same batches. A pixel of intensity p is 1 when a uniform draw u in [0, 1) is
-    below p (``torch.rand(...) < p``: a Bernoulli(p) draw, five times faster than
-    ``torch.bernoulli`` on CPU). ``next()`` gives one batch; ``state_dict()`` and
+    below p (``torch.rand(...) < p``: on CPU the very draws of ``torch.bernoulli`` with the same
+    generator, five times faster). ``next()`` gives one batch; ``state_dict()`` and
     ``load_state_dict()`` save and restore the position (generator, permutation, offset), so a
     resumed run sees the batches the uninterrupted one would have seen. Iterating yields the
     same stream as calling ``next()``.
