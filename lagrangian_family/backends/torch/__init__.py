@@ -26,6 +26,7 @@ from .components import *  # noqa: F403  (the names of components.__all__, re-ex
 from .estimators import F_DIVERGENCES, FGANEstimator, GANEstimator, LikelihoodEstimator, MMDEstimator, WGANGPEstimator
 from .lagrangian import CompiledLagrangian, Constraint, Lagrangian, calibrate_epsilon
 from .registry import Context, Estimate, Estimator, Reject, candidates, register_estimator, unregister_estimator
+from .samples import DistributionPrior
 from .train import NonFiniteLossError, Trainer
 from .updaters import GECO, DualUpdater, GradientAscent, RMSPropAscent, paper_preset
 
@@ -45,6 +46,7 @@ __all__ = [
     "paper_preset",
     "Trainer",
     "NonFiniteLossError",
+    "DistributionPrior",
     "metrics",
     "register_estimator",
     "unregister_estimator",

@@ -56,6 +56,8 @@ class Estimator(nn.Module):
     """
 
     requires: tuple[str, ...] = ()
+    #: the registered name it was built under (set by :func:`build`; None for a user's instance)
+    registry_name: str | None = None
 
     def __init__(self, term: Term):
         super().__init__()
@@ -66,6 +68,25 @@ class Estimator(nn.Module):
 
     def extra_repr(self) -> str:
         return str(self.term)
+
+    def describe(self) -> str:
+        """How the term is estimated, in one line (``print(loss_fn)`` shows it for every term):
+        the registered name, then what :meth:`extra_repr` says besides the term.
+
+        >>> from lagrangian_family.symbolic.terms import Density, Divergence
+        >>> class Mine(Estimator):
+        ...     def extra_repr(self):
+        ...         return f"{self.term}, by hand"
+        >>> Mine(Divergence("MMD", Density("q", ("z",)), Density("p", ("z",)))).describe()
+        'Mine: by hand'
+        """
+        head, text = str(self.term), self.extra_repr()
+        if text.startswith(head):
+            text = text[len(head):].lstrip(", ")
+        if isinstance(getattr(self, "critic", None), nn.Module):
+            text = "sampled, with a trained critic" + (f", {text}" if text else "")
+        name = self.registry_name or type(self).__name__
+        return f"{name}: {text}" if text else name
 
 
 class Reject(Exception):
@@ -222,9 +243,13 @@ def build(term: Term, ctx: Context, choice=None) -> Estimator:
     rejections: list[tuple[str, Reject]] = []
     for name, factory in entries:
         try:
-            return factory(term, ctx)
+            est = factory(term, ctx)
         except Reject as r:
             rejections.append((name, r))
+            continue
+        if isinstance(est, Estimator) and est.registry_name is None:
+            est.registry_name = name
+        return est
     shown = [(n, r) for n, r in rejections if r.applicable] or rejections
     grouped: dict[str, list[str]] = {}
     for n, r in shown:
