@@ -56,8 +56,10 @@ class Estimator(nn.Module):
     """
 
     requires: tuple[str, ...] = ()
-    #: the registered name it was built under (set by :func:`build`; None for a user's instance)
-    registry_name: str | None = None
+    #: the registry choice this estimator was built from (``"name"`` or ``"name:key=value,..."``),
+    #: set by :func:`build`; None when the user passed an instance or a factory (a model file
+    #: records it, so that loading rebuilds the same estimator)
+    choice: str | None = None
 
     def __init__(self, term: Term):
         super().__init__()
@@ -71,7 +73,7 @@ class Estimator(nn.Module):
 
     def describe(self) -> str:
         """How the term is estimated, in one line (``print(loss_fn)`` shows it for every term):
-        the registered name, then what :meth:`extra_repr` says besides the term.
+        the registered name (from :attr:`choice`), then what :meth:`extra_repr` says besides the term.
 
         >>> from lagrangian_family.symbolic.terms import Density, Divergence
         >>> class Mine(Estimator):
@@ -85,7 +87,7 @@ class Estimator(nn.Module):
             text = text[len(head):].lstrip(", ")
         if isinstance(getattr(self, "critic", None), nn.Module):
             text = "sampled, with a trained critic" + (f", {text}" if text else "")
-        name = self.registry_name or type(self).__name__
+        name = (self.choice or "").partition(":")[0] or type(self).__name__
         return f"{name}: {text}" if text else name
 
 
@@ -246,10 +248,11 @@ def build(term: Term, ctx: Context, choice=None) -> Estimator:
             est = factory(term, ctx)
         except Reject as r:
             rejections.append((name, r))
-            continue
-        if isinstance(est, Estimator) and est.registry_name is None:
-            est.registry_name = name
-        return est
+        else:
+            if isinstance(est, Estimator) and est.choice is None:
+                opts = ",".join(f"{k}={v}" for k, v in ctx.options.items())
+                est.choice = f"{name}:{opts}" if opts else name
+            return est
     shown = [(n, r) for n, r in rejections if r.applicable] or rejections
     grouped: dict[str, list[str]] = {}
     for n, r in shown:
