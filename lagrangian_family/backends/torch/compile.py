@@ -56,12 +56,12 @@ from .samples import (
     DistributionPrior,
     Prior,
     Samples,
-    check_support,
     closure,
     draw,
     module_device,
     probe,
     roles,
+    support_error,
 )
 
 __all__ = ["compile_objective", "CompiledObjective", "LossOutput", "Player"]
@@ -537,9 +537,6 @@ class CompiledObjective(nn.Module):
                 expected=f"x of shape {want} {self._x_source}, with n >= 1",
                 given=f"x of shape {tuple(x.shape)}",
                 fix=f"reshape x to {want}, or compile with example_x=<a batch of the data> to probe its shape")
-        if self._scores_x:
-            c = self.components
-            check_support(x, c.x_support, f"the decoder ({c.decoder_name}, {c.decoder_desc})")
         return x
 
     def samples(self, x: torch.Tensor) -> Samples:
@@ -547,8 +544,22 @@ class CompiledObjective(nn.Module):
         return draw(self.check_x(x), self.components, self._keys)
 
     def estimate(self, x: torch.Tensor) -> tuple[Samples, list[Estimate]]:
+        """The shared samples of a batch and every term's :class:`.Estimate` on them.
+
+        Data outside the decoder's support (non-binary x for a Bernoulli decoder) is reported as
+        a short :class:`ObjectiveError` instead of torch's validation error, which prints the
+        whole tensor; the check runs only when torch's own validation has failed, so it costs
+        nothing on good data."""
         s = self.samples(x)
-        return s, [e(s) for e in self.estimators]
+        try:
+            return s, [e(s) for e in self.estimators]
+        except ValueError as err:
+            if self._scores_x and not isinstance(err, ObjectiveError):
+                c = self.components
+                short = support_error(s.x, c.x_support, f"the decoder ({c.decoder_name}, {c.decoder_desc})")
+                if short is not None:
+                    raise short from None
+            raise
 
     @staticmethod
     def _model_part(e: Estimate) -> torch.Tensor:

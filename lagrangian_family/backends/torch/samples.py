@@ -268,18 +268,35 @@ def support_text(support: constraints.Constraint) -> str:
 
 def check_support(x: torch.Tensor, support: constraints.Constraint | None, decoder: str, where: str = "") -> None:
     """Raise a short :class:`ObjectiveError` when the data ``x`` is outside the decoder's support
-    (e.g. non-binary x for a Bernoulli decoder); ``decoder`` names the decoder and its distribution."""
+    (e.g. non-binary x for a Bernoulli decoder); ``decoder`` names the decoder and its distribution.
+
+    >>> check_support(torch.tensor([[0.0, 0.5]]), constraints.boolean, "a Bernoulli decoder")
+    Traceback (most recent call last):
+    ...
+    lagrangian_family.errors.ObjectiveError: the data batch x is outside the support of the decoder's distribution
+    expected: x in {0, 1}, where a Bernoulli decoder gives log p(x|z)
+    given: 1 of 2 values outside it, e.g. 0.5 at index (0, 1); x ranges over [0, 0.5]
+    fix: ...
+    """
+    err = support_error(x, support, decoder, where)
+    if err is not None:
+        raise err
+
+
+def support_error(x: torch.Tensor, support: constraints.Constraint | None, decoder: str,
+                  where: str = "") -> ObjectiveError | None:
+    """The error :func:`check_support` raises, or None when ``x`` is in the support."""
     if support is None:
-        return
+        return None
     ok = support.check(x)
     if bool(ok.all()):
-        return
+        return None
     bad = (~ok).nonzero()
     first = tuple(int(i) for i in bad[0])
     value = x[first] if len(first) == x.dim() else x[first].reshape(-1)[:4]
     shown = f"{float(value):.4g}" if value.dim() == 0 else str([round(float(v), 4) for v in value])
     binary = type(support).__name__ == "_Boolean"
-    raise ObjectiveError(
+    return ObjectiveError(
         f"the data batch x is outside the support of the decoder's distribution{where}",
         expected=f"x in {support_text(support)}, where {decoder} gives log p(x|z)",
         given=f"{len(bad)} of {ok.numel()} values outside it, e.g. {shown} at index {first}; "

@@ -255,3 +255,16 @@ def test_the_naive_adam_loop_trains_the_critic_to_separate_the_data():
     with torch.no_grad():
         after = float(loss_fn(x).value)
     assert after > 0.6 > before  # log 2 = 0.693
+
+
+def test_the_trainer_refuses_an_optimizer_that_holds_the_other_players_parameters():
+    from lagrangian_family.backends.torch import Trainer
+
+    loss_fn, x = gan_setup("JS(q(x) || p(x))")
+    with pytest.raises(lf.ObjectiveError, match="the model optimizer holds") as e:
+        Trainer(loss_fn, x, model_optimizer=torch.optim.Adam(loss_fn.parameters()), progress=False)
+    assert "model_parameters()" in str(e.value)
+    with pytest.raises(lf.ObjectiveError, match="the critic optimizer holds"):
+        Trainer(loss_fn, x, critic_optimizer=torch.optim.Adam(loss_fn.parameters()), progress=False)
+    trainer = Trainer(loss_fn, x, model_optimizer=torch.optim.Adam(loss_fn.model_parameters()), progress=False)
+    assert trainer.critic_optimizer is not None
