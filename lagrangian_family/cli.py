@@ -447,6 +447,8 @@ add_command("table", "regenerate the paper's Table 1 from the zoo and fill its e
             _configure_table, _run_table)
 add_command("closure", "Theorem 1 by exact computation, or an objective over model families",
             _configure_closure, _run_closure)
+add_command("score", "score samples (FILE.npy) with a digit classifier: classes covered, confidence, Fréchet distance",
+            "lagrangian_family.evaluate.command:configure", "lagrangian_family.evaluate.command:run")
 
 
 def build_parser() -> argparse.ArgumentParser:
