@@ -136,8 +136,10 @@ def test_second_load_reads_the_cache_and_does_not_retrain(tmp_path, monkeypatch)
     assert first.key.startswith("digits-classifier-v1-")
     mtime = first.path.stat().st_mtime_ns
     clf_mod.forget_loaded()
+    torch.manual_seed(123)
     second = load_classifier("digits", cache_dir=tmp_path)
     assert calls == [1] and not second.trained_now
+    assert torch.equal(torch.rand(3), expected)  # loading draws nothing from the caller's random state
     assert second.path.stat().st_mtime_ns == mtime
     x, _ = independent_test_split()
     np.testing.assert_array_equal(second.probs(x), first.probs(x))
@@ -183,7 +185,7 @@ def test_a_valid_entry_for_other_settings_is_retrained(tmp_path, monkeypatch, di
     # a well-formed entry written for another configuration (e.g. by other code under the same name)
     other = clf_mod.DigitNet(clf_mod.CONFIGS["digits"])
     cache_mod.write_entry(first.path, clf_mod._serialise("digits", clf_mod.CONFIGS["mnist"], first.data_sha256,
-                                                         other, 0.99, 1.0))
+                                                         other, 0.99, 1.0, 1.0))
     clf_mod.forget_loaded()
     calls = count_training(monkeypatch)
     again = load_classifier("digits", cache_dir=tmp_path)
