@@ -11,7 +11,7 @@ classifier, and the judge is the same one that scores samples.
 domain                  image in the domain (from a digit x)          back to digit form
 ======================  ===========================================  =====================
 ``original``            x                                            x
-``inverted``            1 − x                                        1 − y
+``invert``              1 − x                                        1 − y
 ``rot90``               x rotated 90° counter-clockwise              y rotated clockwise
 ``rot180``              x rotated 180°                               y rotated 180°
 ``rot270``              x rotated 90° clockwise                      y rotated counter-cw.
@@ -19,6 +19,8 @@ domain                  image in the domain (from a digit x)          back to di
 ``flipped``             x mirrored left-right                        y mirrored left-right
 ======================  ===========================================  =====================
 
+The names ``rot90`` and ``invert`` are those of :func:`lagrangian_family.data.domain_transform`
+where it exists (the same transforms); ``inverted`` and ``identity`` are accepted as aliases.
 Images are ``(N, side*side)`` rows (any shape :func:`~.common.as_images` accepts), intensities
 in [0, 1]; the transforms are exact (no interpolation): ``from_domain(to_domain(x))`` is ``x``, up to
 float rounding for the inversion.
@@ -38,7 +40,7 @@ import numpy as np
 
 from lagrangian_family.errors import ObjectiveError, closest
 
-__all__ = ["DOMAINS", "from_domain", "to_domain"]
+__all__ = ["ALIASES", "DOMAINS", "domain_name", "from_domain", "to_domain"]
 
 
 def _grid(f: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray, int], np.ndarray]:
@@ -59,7 +61,7 @@ def _identity(x: np.ndarray, side: int) -> np.ndarray:
 #: name -> (into the domain, back to the digit form), each on (N, side*side) arrays.
 DOMAINS: dict[str, tuple[Callable[[np.ndarray, int], np.ndarray], Callable[[np.ndarray, int], np.ndarray]]] = {
     "original": (_identity, _identity),
-    "inverted": (_invert, _invert),
+    "invert": (_invert, _invert),
     "rot90": (_grid(lambda a: np.rot90(a, 1, axes=(1, 2))), _grid(lambda a: np.rot90(a, -1, axes=(1, 2)))),
     "rot180": (_grid(lambda a: np.rot90(a, 2, axes=(1, 2))), _grid(lambda a: np.rot90(a, 2, axes=(1, 2)))),
     "rot270": (_grid(lambda a: np.rot90(a, -1, axes=(1, 2))), _grid(lambda a: np.rot90(a, 1, axes=(1, 2)))),
@@ -68,12 +70,24 @@ DOMAINS: dict[str, tuple[Callable[[np.ndarray, int], np.ndarray], Callable[[np.n
 }
 
 
-def _check(domain: str) -> None:
-    if not isinstance(domain, str) or domain not in DOMAINS:
-        near = closest(str(domain), DOMAINS)
-        raise ObjectiveError(f"unknown domain {domain!r}", expected="one of " + ", ".join(DOMAINS),
-                             given=repr(domain), fix=f"did you mean {near[0]!r}?" if near else
-                             "pass a domain name from lagrangian_family.evaluate.DOMAINS")
+#: Other names of the same domains ("identity" as in :mod:`lagrangian_family.data_sources`).
+ALIASES = {"identity": "original", "inverted": "invert", "rotated": "rot90"}
+
+
+def domain_name(domain: str) -> str:
+    """The name in :data:`DOMAINS` of ``domain`` (a name or an alias), else an ObjectiveError.
+
+    >>> domain_name("inverted")
+    'invert'
+    """
+    if isinstance(domain, str) and domain in DOMAINS:
+        return domain
+    if isinstance(domain, str) and domain in ALIASES:
+        return ALIASES[domain]
+    near = closest(str(domain), [*DOMAINS, *ALIASES])
+    raise ObjectiveError(f"unknown domain {domain!r}", expected="one of " + ", ".join(DOMAINS),
+                         given=repr(domain), fix=f"did you mean {near[0]!r}?" if near else
+                         "pass a domain name from lagrangian_family.evaluate.DOMAINS")
 
 
 def _rows(images, side: int) -> np.ndarray:
@@ -89,18 +103,16 @@ def _rows(images, side: int) -> np.ndarray:
 def to_domain(images, domain: str, side: int = 28) -> np.ndarray:
     """Digit images (``(N, side*side)`` in [0, 1]) as images of ``domain`` (a name in :data:`DOMAINS`).
 
-    >>> to_domain(np.array([[0.0, 1.0, 0.25, 0.5]]), "inverted", side=2).tolist()
+    >>> to_domain(np.array([[0.0, 1.0, 0.25, 0.5]]), "invert", side=2).tolist()
     [[1.0, 0.0, 0.75, 0.5]]
     """
-    _check(domain)
-    return DOMAINS[domain][0](_rows(images, side), side)
+    return DOMAINS[domain_name(domain)][0](_rows(images, side), side)
 
 
 def from_domain(images, domain: str, side: int = 28) -> np.ndarray:
     """Images of ``domain`` brought back to the digit form (the inverse of :func:`to_domain`).
 
-    >>> from_domain(np.array([[1.0, 0.0, 0.75, 0.5]]), "inverted", side=2).tolist()
+    >>> from_domain(np.array([[1.0, 0.0, 0.75, 0.5]]), "invert", side=2).tolist()
     [[0.0, 1.0, 0.25, 0.5]]
     """
-    _check(domain)
-    return DOMAINS[domain][1](_rows(images, side), side)
+    return DOMAINS[domain_name(domain)][1](_rows(images, side), side)

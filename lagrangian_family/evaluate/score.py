@@ -44,7 +44,7 @@ import numpy as np
 from .cache import cache_dir as _cache_dir
 from .cache import cached_bytes
 from .common import DataError, EvaluationError, as_images, as_labels, dataset_spec, load_split
-from .domains import DOMAINS, from_domain
+from .domains import domain_name, from_domain
 from .metrics import (
     COVERAGE_THRESHOLD,
     class_coverage,
@@ -383,7 +383,7 @@ def translation_kept(translated, source_labels, dataset: str = "mnist", *, domai
     """CycleGAN/DiscoGAN: the share of translations that keep the digit of their source.
 
     ``translated`` are images of the target ``domain`` (a name of :data:`~.domains.DOMAINS`:
-    ``"original"`` for translations into plain digits, ``"inverted"``, ``"rot90"``, ...);
+    ``"original"`` for translations into plain digits, ``"invert"``, ``"rot90"``, ...);
     each is brought back to the digit form (inverted back, rotated back) and labelled by the
     dataset's classifier, which is compared with the label of the source image it was translated
     from. About 0.1 for a translation that ignores its source.
@@ -392,13 +392,12 @@ def translation_kept(translated, source_labels, dataset: str = "mnist", *, domai
     >>> from lagrangian_family.evaluate.common import load_split
     >>> from lagrangian_family.evaluate.domains import to_domain
     >>> s = load_split("digits")
-    >>> translation_kept(to_domain(s.x_test, "inverted", side=8), s.y_test, "digits", domain="inverted",
+    >>> translation_kept(to_domain(s.x_test, "invert", side=8), s.y_test, "digits", domain="invert",
     ...                  cache_dir=tempfile.mkdtemp()) > 0.95
     True
     """
     spec = dataset_spec(dataset)
-    if domain not in DOMAINS:
-        from_domain(np.zeros((1, spec.dim)), domain, spec.side)  # raises the error naming the domains
+    domain = domain_name(domain)
     x = from_domain(as_images(translated, spec.name), domain, spec.side)
     y = as_labels(source_labels, x.shape[0], "source labels")
     labels = _classifier(spec.name, data_dir, cache_dir, None).predict(np.clip(x, 0.0, 1.0))

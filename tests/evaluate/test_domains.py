@@ -28,8 +28,9 @@ def test_each_transform_by_hand(domain):
     assert to_domain(IMAGE, domain, side=3).tolist() == [[v / 8 for v in BY_HAND[domain]]]
 
 
-def test_inverted():
-    assert to_domain(IMAGE, "inverted", side=3).tolist() == [[1 - v / 8 for v in range(9)]]
+def test_invert_and_its_alias():
+    assert to_domain(IMAGE, "invert", side=3).tolist() == [[1 - v / 8 for v in range(9)]]
+    assert to_domain(IMAGE, "inverted", side=3).tolist() == to_domain(IMAGE, "invert", side=3).tolist()
 
 
 @pytest.mark.parametrize("domain", sorted(DOMAINS))
@@ -41,11 +42,21 @@ def test_from_domain_undoes_to_domain(domain):
 
 
 def test_every_domain_is_covered_by_hand():
-    assert set(BY_HAND) | {"inverted"} == set(DOMAINS)
+    assert set(BY_HAND) | {"invert"} == set(DOMAINS)
 
 
 def test_bad_domain_and_shape():
     with pytest.raises(ObjectiveError, match="unknown domain"):
-        to_domain(IMAGE, "rotated", side=3)
+        to_domain(IMAGE, "rotate", side=3)
     with pytest.raises(DataError, match="not 3x3"):
         to_domain(np.zeros((1, 10)), "rot90", side=3)
+
+
+def test_the_same_transforms_as_the_data_module_where_it_has_them():
+    from lagrangian_family import data
+
+    if not hasattr(data, "domain_transform"):
+        pytest.skip("lagrangian_family.data has no domain_transform on this branch")
+    x = np.random.default_rng(1).random((4, 784)).astype(np.float32)
+    for name in data.DOMAIN_TRANSFORMS:
+        np.testing.assert_array_equal(to_domain(x, name), data.domain_transform(x, name))

@@ -207,8 +207,8 @@ def test_an_exact_translation_keeps_every_digit_the_classifier_reads(digits, dig
 
 def test_a_translation_that_ignores_its_source_keeps_about_a_tenth(digits, cache):
     rng = np.random.default_rng(3)
-    translated = to_domain(digits.x_test[rng.permutation(300)], "inverted", side=8)
-    assert translation_kept(translated, digits.y_test, "digits", domain="inverted", cache_dir=cache) < 0.25
+    translated = to_domain(digits.x_test[rng.permutation(300)], "invert", side=8)
+    assert translation_kept(translated, digits.y_test, "digits", domain="invert", cache_dir=cache) < 0.25
 
 
 def test_a_translation_judged_in_the_wrong_domain_fails(digits, cache):
@@ -221,6 +221,6 @@ def test_a_translation_judged_in_the_wrong_domain_fails(digits, cache):
 def test_translation_bad_inputs(digits, cache):
     with pytest.raises(ObjectiveError, match="unknown domain") as info:
         translation_kept(digits.x_test, digits.y_test, "digits", domain="inverse", cache_dir=cache)
-    assert "inverted" in info.value.fix
+    assert "invert" in info.value.fix
     with pytest.raises(DataError, match="source labels"):
         translation_kept(digits.x_test, digits.y_test[:10], "digits", cache_dir=cache)
