@@ -16,6 +16,11 @@ Training is deterministic: a fixed seed, the global random state left untouched
 in a fixed order), the CPU only. It sees intensities in [0, 1], the form of decoder means and of
 ``lagfam sample``'s output.
 
+A plain classifier is confident on some images that are no digit at all (on MNIST: uniform noise
+0.97, blank images 0.88, against 0.99 on real digits; ``bench/classifier.py``), so the mean
+confidence of samples is to be read with the classes they cover and their Fréchet distance,
+which expose such samples.
+
 Cached (:mod:`.cache`) under ``<dataset>-classifier-v<VERSION>-<data sha256[:16]>.pt``: the
 dataset's checksum and :data:`VERSION` (bumped with any change to the network or its training)
 name the file, so new data or new code never reuse an old judge.
