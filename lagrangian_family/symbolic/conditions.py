@@ -160,78 +160,124 @@ def _relation(c: _Lin) -> sympy.Basic:
     return (sympy.Gt if c.strict else sympy.Ge)(positive, negative - const)
 
 
-# -- univariate non-linear constraints: sympy's solver -------------------------------------------
+# -- one-parameter sets: unions of intervals ------------------------------------------------------
+#
+# sympy's Set classes simplify every union and intersection by comparing endpoints symbolically,
+# which costs tens of milliseconds on algebraic endpoints; a condition set here is a sorted
+# tuple of disjoint pieces (lo, hi, lo_closed, hi_closed), a point being lo == hi, both closed.
 
-def _solve_univariate(e: sympy.Expr, s: sympy.Symbol) -> sympy.Set | None:
-    """{s real : e(s) ≥ 0}, or None when it cannot be decided."""
-    poly = _polynomial_set(e, s)
-    if poly is not None:
-        return poly
-    try:
-        out = sympy.solve_univariate_inequality(sympy.Ge(e, 0), s, relational=False, domain=sympy.S.Reals)
-    except (NotImplementedError, ValueError, TypeError, AttributeError, RecursionError):
-        return None
-    return out if isinstance(out, sympy.Set) else None
+_REALS = ((-sympy.oo, sympy.oo, False, False),)
 
 
-def _polynomial_set(e: sympy.Expr, s: sympy.Symbol) -> sympy.Set | None:
-    """{s : P(s) ≥ 0} for a polynomial with rational coefficients, from its exact real roots: the
-    sign is that of the leading coefficient right of the largest root and flips across a root of
-    odd multiplicity."""
-    if not e.is_polynomial(s):
-        return None
-    P = sympy.Poly(e, s)
-    if not (P.domain.is_ZZ or P.domain.is_QQ):
-        return None
-    roots: list[list] = []  # [root, multiplicity], ascending
-    for r in P.real_roots():
-        if roots and roots[-1][0] == r:
-            roots[-1][1] += 1
-        else:
-            roots.append([r, 1])
-    if not roots:
-        return sympy.S.Reals if P.LC() > 0 else sympy.S.EmptySet
-    # the sign on each open piece, right to left
-    signs = [1 if P.LC() > 0 else -1]
-    for _, m in reversed(roots):
-        signs.append(signs[-1] * (-1) ** m)
-    signs.reverse()  # signs[i] is the sign left of roots[i]; signs[-1] right of the last root
-    edges = [-sympy.oo] + [r for r, _ in roots] + [sympy.oo]
-    pieces: list[sympy.Set] = []
-    for i, sg in enumerate(signs):
-        if sg > 0:
-            pieces.append(sympy.Interval(edges[i], edges[i + 1]))
-    pieces += [sympy.FiniteSet(r) for r, _ in roots]  # the roots: P = 0
-    return sympy.Union(*pieces)
+def _key(x) -> sympy.Float | float:
+    """A sort key for an endpoint (exact endpoints compared to 30 digits)."""
+    if x is sympy.oo:
+        return float("inf")
+    if x is -sympy.oo:
+        return float("-inf")
+    return x.evalf(30)
 
 
-def _set_relation(s: sympy.Symbol, st: sympy.Set) -> sympy.Basic:
-    """A subset of the reals as a relation on s: Interval(3/5, oo) is ``s >= 3/5``."""
-    if isinstance(st, sympy.Interval):
-        parts = []
-        if st.start.is_finite:
-            parts.append((sympy.Gt if st.left_open else sympy.Ge)(s, st.start))
-        if st.end.is_finite:
-            parts.append((sympy.Lt if st.right_open else sympy.Le)(s, st.end))
-        if st.start == st.end:
-            return sympy.Eq(s, st.start)
-        return sympy.And(*parts) if parts else sympy.true
-    if isinstance(st, sympy.FiniteSet):
-        return sympy.Or(*[sympy.Eq(s, v) for v in st.args])
-    if isinstance(st, sympy.Union):
-        return sympy.Or(*[_set_relation(s, a) for a in st.args])
-    return st.as_relational(s)
-
-
-def _interval_bounds(s: sympy.Symbol, st: sympy.Set) -> list[_Lin] | None:
-    """The bounds of a convex set as linear constraints (None when it is not an interval)."""
-    if not isinstance(st, sympy.Interval):
-        return None
+def _intersect(a: tuple, b: tuple) -> tuple:
     out = []
-    if st.start.is_finite:
-        out.append(_Lin(((s, sympy.Integer(1)),), -st.start, bool(st.left_open)))
-    if st.end.is_finite:
-        out.append(_Lin(((s, sympy.Integer(-1)),), st.end, bool(st.right_open)))
+    for lo1, hi1, lc1, hc1 in a:
+        for lo2, hi2, lc2, hc2 in b:
+            k1, k2 = _key(lo1), _key(lo2)
+            lo, lc = (lo1, lc1) if k1 > k2 else (lo2, lc2) if k2 > k1 else (lo1, lc1 and lc2)
+            h1, h2 = _key(hi1), _key(hi2)
+            hi, hc = (hi1, hc1) if h1 < h2 else (hi2, hc2) if h2 < h1 else (hi1, hc1 and hc2)
+            kl, kh = _key(lo), _key(hi)
+            if kl < kh or (kl == kh and lc and hc):
+                out.append((lo, hi, lc, hc))
+    return tuple(sorted(out, key=lambda p: _key(p[0])))
+
+
+def _solve_univariate(e: sympy.Expr, s: sympy.Symbol) -> tuple | None:
+    """{s real : e(s) ≥ 0} for a rational function of s, or None when it is not decided here (a
+    transcendental condition: sympy's ``solve_univariate_inequality`` takes tenths of a second to
+    seconds on those, so they are kept as written).
+
+    The sign of num·den is that of its leading coefficient right of every real root and flips
+    across a root of odd multiplicity; num/den ≥ 0 where it is positive and at the roots of num,
+    never at those of den.
+    """
+    if not e.is_rational_function(s):
+        return None
+    num, den = sympy.cancel(sympy.together(e)).as_numer_denom()
+    try:
+        rn, rd = _real_roots(num, s), _real_roots(den, s)
+    except (sympy.PolynomialError, NotImplementedError, ValueError, TypeError):
+        return None
+    if rn is None or rd is None:
+        return None
+    (lc_n, roots_n), (lc_d, roots_d) = rn, rd
+    mult: dict = {}
+    for r, m in roots_n + roots_d:
+        mult[r] = mult.get(r, 0) + m
+    edges = sorted(mult, key=_key)
+    poles = {r for r, _ in roots_d}
+    signs = [1 if (lc_n * lc_d) > 0 else -1]
+    for r in reversed(edges):
+        signs.append(signs[-1] * (-1) ** mult[r])
+    signs.reverse()  # signs[i]: the sign left of edges[i]; signs[-1]: right of the last edge
+    bounds = [-sympy.oo] + edges + [sympy.oo]
+    pieces: list[tuple] = []
+    for i, sg in enumerate(signs):
+        lo, hi = bounds[i], bounds[i + 1]
+        lo_closed, hi_closed = lo.is_finite and lo not in poles, hi.is_finite and hi not in poles
+        if sg > 0:
+            if pieces and pieces[-1][1] == lo and pieces[-1][3]:  # continues across an even root
+                pieces[-1] = (pieces[-1][0], hi, pieces[-1][2], hi_closed)
+            else:
+                pieces.append((lo, hi, lo_closed, hi_closed))
+        elif hi_closed:  # a root of num right of a negative piece: e = 0 there (a positive piece next
+            pieces.append((hi, hi, True, True))  # starting at it is merged into this point)
+    return tuple(pieces)
+
+
+def _real_roots(expr: sympy.Expr, s: sympy.Symbol):
+    """(leading coefficient, [(real root, multiplicity)]) of a polynomial with numeric coefficients:
+    exact isolation over the rationals, closed forms up to degree 2 otherwise (None beyond)."""
+    P = sympy.Poly(expr, s)
+    lc = P.LC()
+    if P.degree() <= 0:
+        return lc, []
+    if P.domain.is_ZZ or P.domain.is_QQ:
+        found: dict = {}
+        for r in P.real_roots():
+            found[r] = found.get(r, 0) + 1
+        return lc, list(found.items())
+    if P.degree() > 2 or not all(c.is_real for c in P.all_coeffs()):
+        return None
+    return lc, [(r, m) for r, m in sympy.roots(P).items() if r.is_real]
+
+
+def _set_relation(s: sympy.Symbol, pieces: tuple) -> sympy.Basic:
+    """A union of intervals as a relation on s: ((3/5, oo, True, False),) is ``s >= 3/5``."""
+    rels = []
+    for lo, hi, lc, hc in pieces:
+        if lo == hi:
+            rels.append(sympy.Eq(s, lo))
+            continue
+        parts = []
+        if lo.is_finite:
+            parts.append((sympy.Ge if lc else sympy.Gt)(s, lo))
+        if hi.is_finite:
+            parts.append((sympy.Le if hc else sympy.Lt)(s, hi))
+        rels.append(sympy.And(*parts) if parts else sympy.true)
+    return sympy.Or(*rels) if rels else sympy.false
+
+
+def _interval_bounds(s: sympy.Symbol, pieces: tuple) -> list[_Lin] | None:
+    """The bounds of a convex set as linear constraints (None when it is not one interval)."""
+    if len(pieces) != 1:
+        return None
+    (lo, hi, lc, hc), = pieces
+    out = []
+    if lo.is_finite:
+        out.append(_Lin(((s, sympy.Integer(1)),), -lo, not lc))
+    if hi.is_finite:
+        out.append(_Lin(((s, sympy.Integer(-1)),), hi, not hc))
     return out
 
 
@@ -266,7 +312,7 @@ def _reduce(exprs: tuple[sympy.Expr, ...]) -> Reduced:
 
 def _reduce_open(exprs, open_: list[int]) -> Reduced:
     linear: dict[int, _Lin] = {}
-    univariate: dict[int, tuple[sympy.Symbol, sympy.Set]] = {}
+    univariate: dict[int, tuple[sympy.Symbol, tuple]] = {}
     raw: list[int] = []
     for i in open_:
         e = exprs[i]
@@ -278,7 +324,7 @@ def _reduce_open(exprs, open_: list[int]) -> Reduced:
         st = _solve_univariate(e, next(iter(free))) if len(free) == 1 else None
         if st is None:
             raw.append(i)
-        elif st == sympy.S.Reals:
+        elif st == _REALS:
             continue
         else:
             univariate[i] = (next(iter(free)), st)
@@ -301,8 +347,8 @@ def _reduce_open(exprs, open_: list[int]) -> Reduced:
         for i in idx:
             if i in univariate:
                 s, st = univariate[i]
-                by_symbol[s] = by_symbol.get(s, sympy.S.Reals).intersect(st)
-        if any(st is sympy.S.EmptySet for st in by_symbol.values()):
+                by_symbol[s] = _intersect(by_symbol.get(s, _REALS), st)
+        if any(not st for st in by_symbol.values()):
             return True
         cons = constraints(idx)
         if cons is None:  # a non-convex set: use the convex conditions only (sound, maybe incomplete)
@@ -323,11 +369,11 @@ def _reduce_open(exprs, open_: list[int]) -> Reduced:
 def _simplest(linear: dict[int, _Lin], univariate: dict, raw: list[sympy.Expr]) -> tuple[sympy.Basic, ...]:
     # every linear constraint and every interval bound, irredundant: drop one implied by the rest
     cons: list[_Lin] = list(dict.fromkeys(linear.values()))
-    sets: dict[sympy.Symbol, sympy.Set] = {}
+    sets: dict[sympy.Symbol, tuple] = {}
     for s, st in univariate.values():
         bounds = _interval_bounds(s, st)
         if bounds is None:
-            sets[s] = sets.get(s, sympy.S.Reals).intersect(st)
+            sets[s] = _intersect(sets.get(s, _REALS), st)
         else:
             cons += bounds
     cons = list(dict.fromkeys(cons))
@@ -351,8 +397,8 @@ def _simplest(linear: dict[int, _Lin], univariate: dict, raw: list[sympy.Expr]) 
             for c in bounds:
                 (_, a), = c.coeffs
                 v = -c.const / a
-                st = st.intersect(sympy.Interval(v, sympy.oo, c.strict, True) if a > 0
-                                  else sympy.Interval(-sympy.oo, v, True, c.strict))
+                st = _intersect(st, ((v, sympy.oo, not c.strict, False),) if a > 0
+                                else ((-sympy.oo, v, False, not c.strict),))
             rel = _set_relation(s, st)
             out += list(rel.args) if isinstance(rel, sympy.And) else [rel]
         elif (len(bounds) == 2 and not any(c.strict for c in bounds)
