@@ -5,14 +5,16 @@ parameters. :func:`reduce_nonnegative` decides them over the reals and says them
 simplest form:
 
 * a condition that always holds (``beta**2 >= 0``) is dropped;
-* conditions on one parameter are solved (sympy's ``solve_univariate_inequality``, with a
-  fast exact path for linear ones) and intersected: ``5*beta - 3 >= 0, beta >= 0`` is
-  ``beta >= 3/5``;
+* conditions on one parameter are solved and intersected: linear ones directly, rational
+  functions from their exact real roots (sympy's root isolation, radicals where they exist):
+  ``5*beta - 3 >= 0, beta >= 0`` is ``beta >= 3/5``, ``beta**2 - 1 >= 0`` is
+  ``beta <= -1 | beta >= 1``;
 * linear conditions on several parameters are decided exactly by Fourier-Motzkin
   elimination over the rationals: a contradiction is found, and a condition implied by the
   others is dropped (``alpha >= 1, lambda >= 0, alpha + lambda >= 0`` keeps the first two);
-* whatever sympy cannot decide (a non-linear condition on several parameters, a
-  transcendental one) is kept as written, never guessed.
+* what is not decided here (a non-linear condition on several parameters, a transcendental
+  one: sympy's ``solve_univariate_inequality`` takes up to seconds on those) is kept as
+  written, never guessed.
 
 When the conditions can never hold together, the result names a smallest set of them that
 conflicts (``conflict``): for every real value one of those multipliers is negative.
