@@ -211,6 +211,7 @@ class Trainer:
 
     # -- data -----------------------------------------------------------------------------------
     def device(self) -> torch.device:
+        """The device of the loss's first parameter or buffer (CPU when it has none)."""
         if self._device is None:
             for t in list(self.loss_fn.parameters()) + list(self.loss_fn.buffers()):
                 self._device = t.device
@@ -220,6 +221,7 @@ class Trainer:
         return self._device
 
     def next_batch(self) -> torch.Tensor:
+        """The next training batch, on :meth:`device` (a new shuffle at each epoch's start)."""
         x = self.batches.next()
         x = torch.as_tensor(x)
         return x if x.device == self.device() else x.to(self.device())
@@ -290,6 +292,7 @@ class Trainer:
 
     # -- logs -----------------------------------------------------------------------------------
     def record(self, out) -> dict:
+        """The log row of a step's :class:`.LossOutput`: losses, terms, constraints, λ (floats)."""
         row = {"step": self.step_count, "loss": _scalar(out.loss), "value": _scalar(out.value)}
         c = out.players["critic"].loss
         if c is not None:
@@ -351,6 +354,7 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything a resumed run needs: step, weights, optimisers, dual updater, batches, RNGs."""
         return {
             "step": self.step_count,
             "loss_fn": self.loss_fn.state_dict(),
@@ -362,6 +366,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`: the run continues as the one that saved it."""
         self.step_count = int(state["step"])
         self.loss_fn.load_state_dict(state["loss_fn"])
         if self.model_optimizer is not None and state["model_optimizer"] is not None:
