@@ -451,6 +451,8 @@ add_command("closure", "Theorem 1 by exact computation, or an objective over mod
             _configure_closure, _run_closure)
 add_command("sample", "write N samples of a trained model (a run folder) as an (N, d) .npy array in [0, 1]",
             "lagrangian_family.sample_command:configure", "lagrangian_family.sample_command:run")
+add_command("score", "score samples (FILE.npy) with a digit classifier: classes covered, confidence, Fréchet distance",
+            "lagrangian_family.evaluate.command:configure", "lagrangian_family.evaluate.command:run")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -313,3 +313,15 @@ def test_cli_imports_no_torch():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_classify_prints_reduced_conditions_and_no_dual_form(capsys):
+    # 5β − 3 ≥ 0 and β ≥ 0: one condition, β ≥ 3/5 (by hand)
+    rc, out, _ = run(capsys, "classify", "(5*beta - 3) * KL(q(z) || p(z)) + beta * MMD(q(z) || p(z))")
+    assert rc == 0 and "conditions     beta >= 3/5" in out
+    # the objective: its multipliers can never all be ≥ 0, so there is no dual form
+    rc, out, _ = run(capsys, "classify",
+                     "-3 * E_{q(x,z)}[log q(z|x) - log p(z)] + beta * E_{q(z)}[KL(q(x|z) || p(x|z))]")
+    assert rc == 0 and "dual form      none: the multiplier of KL(q(z) || p(z)) would have to be -3 < 0" in out
+    assert "conditions" not in out
+    assert_fits(out)

@@ -237,7 +237,14 @@ def noise_stream(device):
     """A generator in the state of ``device``'s global generator: the stream a run built by
     :func:`build` draws its reparameterisation noise and prior samples from (``build`` seeds it
     with the run's seed; the initialisation draws first). The vectorised path draws each run's
-    noise from such a generator, so a run gets the same noise in a stack as alone."""
+    noise from such a generator, so a run gets the same noise in a stack as alone.
+
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> g = noise_stream("cpu")
+    >>> bool(torch.equal(torch.randn(3, generator=g), torch.randn(3)))
+    True
+    """
     import torch
 
     device = torch.device(device)

@@ -66,10 +66,34 @@ class Estimator(nn.Module):
         self.term = term
 
     def forward(self, s: Samples) -> Estimate:  # pragma: no cover - abstract
+        """The term's :class:`Estimate` on the shared samples ``s`` of one call.
+
+        Reads only the sample keys in ``requires``; the value is a mean over the batch, and the
+        surrogate and critic loss are set where they differ from the value or exist.
+        """
         raise NotImplementedError
 
     def extra_repr(self) -> str:
         return str(self.term)
+
+    def describe(self) -> str:
+        """How the term is estimated, in one line (``print(loss_fn)`` shows it for every term):
+        the registered name (from :attr:`choice`), then what :meth:`extra_repr` says besides the term.
+
+        >>> from lagrangian_family.symbolic.terms import Density, Divergence
+        >>> class Mine(Estimator):
+        ...     def extra_repr(self):
+        ...         return f"{self.term}, by hand"
+        >>> Mine(Divergence("MMD", Density("q", ("z",)), Density("p", ("z",)))).describe()
+        'Mine: by hand'
+        """
+        head, text = str(self.term), self.extra_repr()
+        if text.startswith(head):
+            text = text[len(head):].lstrip(", ")
+        if isinstance(getattr(self, "critic", None), nn.Module):
+            text = "sampled, with a trained critic" + (f", {text}" if text else "")
+        name = (self.choice or "").partition(":")[0] or type(self).__name__
+        return f"{name}: {text}" if text else name
 
 
 class Reject(Exception):

@@ -138,6 +138,26 @@ def _optimizer(spec, params, default):
     return spec(params)
 
 
+def _check_player_optimizer(optimizer, role: str, other: list, other_role: str) -> None:
+    """An optimiser given for one player must not hold the other player's parameters: the
+    Trainer steps each player with its own gradient, so a shared optimiser would step the other
+    player's parameters a second time, on stale gradients."""
+    if optimizer is None:
+        return
+    theirs = {id(p) for p in other}
+    mixed = sum(id(p) in theirs for g in optimizer.param_groups for p in g["params"])
+    if mixed:
+        from lagrangian_family.errors import ObjectiveError
+
+        raise ObjectiveError(
+            f"the {role} optimizer holds {mixed} parameter(s) of the {other_role}",
+            expected=f"an optimizer over loss_fn.{role}_parameters() only (the Trainer gives each player its own)",
+            given=f"{type(optimizer).__name__} over parameters that include loss_fn.{other_role}_parameters()",
+            fix=f"build it over loss_fn.{role}_parameters(), or pass a factory (e.g. {role}_optimizer=lambda p: "
+            "torch.optim.Adam(p, lr=1e-3)); for one optimizer over everything, write the loop yourself: "
+            "out.loss.backward() trains each player on its own loss")
+
+
 def _scalar(t) -> float:
     return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)
 
@@ -183,12 +203,15 @@ class Trainer:
                                           lambda p: torch.optim.Adam(p, lr=1e-3))
         self.critic_optimizer = _optimizer(critic_optimizer, self.critic_params,
                                            lambda p: torch.optim.Adam(p, lr=1e-3, betas=(0.5, 0.9)))
+        _check_player_optimizer(self.model_optimizer, "model", self.critic_params, "critic")
+        _check_player_optimizer(self.critic_optimizer, "critic", self.model_params, "model")
         self.step_count = 0
         self._device = None
         self._csv_fields: list[str] | None = None
 
     # -- data -----------------------------------------------------------------------------------
     def device(self) -> torch.device:
+        """The device of the loss's first parameter or buffer (CPU when it has none)."""
         if self._device is None:
             for t in list(self.loss_fn.parameters()) + list(self.loss_fn.buffers()):
                 self._device = t.device
@@ -198,6 +221,7 @@ class Trainer:
         return self._device
 
     def next_batch(self) -> torch.Tensor:
+        """The next training batch, on :meth:`device` (a new shuffle at each epoch's start)."""
         x = self.batches.next()
         x = torch.as_tensor(x)
         return x if x.device == self.device() else x.to(self.device())
@@ -268,6 +292,7 @@ class Trainer:
 
     # -- logs -----------------------------------------------------------------------------------
     def record(self, out) -> dict:
+        """The log row of a step's :class:`.LossOutput`: losses, terms, constraints, λ (floats)."""
         row = {"step": self.step_count, "loss": _scalar(out.loss), "value": _scalar(out.value)}
         c = out.players["critic"].loss
         if c is not None:
@@ -329,6 +354,7 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything a resumed run needs: step, weights, optimisers, dual updater, batches, RNGs."""
         return {
             "step": self.step_count,
             "loss_fn": self.loss_fn.state_dict(),
@@ -340,6 +366,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`: the run continues as the one that saved it."""
         self.step_count = int(state["step"])
         self.loss_fn.load_state_dict(state["loss_fn"])
         if self.model_optimizer is not None and state["model_optimizer"] is not None:

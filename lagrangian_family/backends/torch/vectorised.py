@@ -132,6 +132,7 @@ class StackedLinear(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(M, n, in)`` to ``(M, n, out)``."""
         if self.bias is None:
             return torch.bmm(x, self.weight)
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
@@ -653,6 +654,7 @@ class VectorisedTrainer:
         return torch.stack(eps_q), (torch.stack(z_p) if self.lagrangian.has_mmd else None)
 
     def forward(self, x: torch.Tensor) -> StackedOutput:
+        """The stacked loss of the batches ``x`` ``(M, n, ...)``, with each run's next noise draws."""
         eps_q, z_p = self._noise(x.shape[1])
         return self.lagrangian.forward(x, eps_q, z_p, self.holder.multipliers, self.holder.epsilon)
 
@@ -797,6 +799,9 @@ class VectorisedTrainer:
 
     # -- checkpoints ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything that changes during training: the stacked parameters, the optimiser, the
+        multipliers, the stacked updater, the frozen runs and their failures, each run's noise
+        generator and batch sampler, the step count."""
         return {
             "format": FORMAT,
             "runs": self.M,
@@ -813,6 +818,7 @@ class VectorisedTrainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` into a trainer built over the same runs, in the same order."""
         if not isinstance(state, Mapping) or state.get("format") != FORMAT:
             given = repr(state.get("format")) if isinstance(state, Mapping) else type(state).__name__
             raise ObjectiveError("not a checkpoint of a vectorised trainer", expected=f"format {FORMAT!r}",
