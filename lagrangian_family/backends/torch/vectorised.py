@@ -363,7 +363,9 @@ class _StackedLagrangian:
         z = loc + eps_q * scale  # Normal.rsample
         logits = dec(z)
         xf = x.reshape(x.shape[0], x.shape[1], -1)
-        logp = (-F.binary_cross_entropy_with_logits(logits, xf, reduction="none")).sum(-1)  # Bernoulli.log_prob
+        # Bernoulli.log_prob summed over x; negating the sum, not each term, gives the same bits (rounding
+        # to nearest is symmetric) and saves two passes over (M, n, x_dim)
+        logp = -F.binary_cross_entropy_with_logits(logits, xf, reduction="none").sum(-1)
         kl = None
         out = []
         for s in self.sigs:
