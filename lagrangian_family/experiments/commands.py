@@ -51,7 +51,7 @@ def configure_experiment(p: argparse.ArgumentParser) -> None:
                      "(CSV, plots, report.md) go to --out; a rerun with the same --out skips finished runs.")
     p.add_argument("experiment", choices=EXPERIMENTS, help="which experiment")
     p.add_argument("--budget", choices=("smoke", "small", "paper"), default="small",
-                   help="smoke: seconds, sklearn digits (CI); small: about an hour for both experiments on two CPU "
+                   help="smoke: seconds, sklearn digits (CI); small: about 20 minutes for both experiments on two CPU "
                         "cores; paper: the authors' scale, for a GPU (default small)")
     p.add_argument("--out", default=None, metavar="DIR", help="results folder (default runs/<experiment>-<budget>)")
     p.add_argument("--jobs", type=int, default=_default_jobs(), metavar="N",
