@@ -115,9 +115,16 @@ def _load_plugins() -> None:
 
 # -- formatting helpers -----------------------------------------------------------------------------
 
+#: The widest output ``--width`` may ask for.
+MAX_WIDTH = 1000
+
+
 def _width(args=None) -> int:
     w = getattr(args, "width", None)
     if w:
+        if int(w) > MAX_WIDTH:
+            raise ObjectiveError(f"--width {w} is too wide", expected=f"a width of at most {MAX_WIDTH} columns",
+                                 given=str(w), fix="e.g. --width 100")
         return max(60, int(w))
     return min(max(shutil.get_terminal_size((100, 24)).columns, 80), 100)
 
@@ -436,8 +443,19 @@ def _configure_table(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-weight", type=int, default=3, help="largest integer weight in a fill (default 3)")
 
 
+#: Bounds of ``lagfam table``'s search (it tries up to max_weight ** max_members weightings per group).
+TABLE_LIMITS = {"--max-members": 5, "--max-weight": 10}
+
+
 def _run_table(args) -> int:
     from lagrangian_family.table import render, table1
+
+    for option, value in (("--max-members", args.max_members), ("--max-weight", args.max_weight)):
+        high = TABLE_LIMITS[option]
+        if not 1 <= value <= high:
+            raise ObjectiveError(f"{option} {value} is out of range", expected=f"an integer from 1 to {high}",
+                                 given=str(value), fix=f"e.g. {option} 3 (the default); larger searches take "
+                                 "exponentially longer and the default already fills every cell that can be")
 
     print(render(table1(max_members=args.max_members, max_weight=args.max_weight), width=_width(args)))
     return 0

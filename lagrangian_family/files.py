@@ -192,10 +192,14 @@ def check_output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
     --out .../file/sub cannot be created: .../file is a file, not a folder
     """
     try:
-        path = Path(os.fsdecode(path)).expanduser()
+        text = os.fsdecode(path)
     except (TypeError, ValueError) as e:
         raise ObjectiveError(f"{option} is not a path", expected="a folder path", given=repr(path),
                              fix=f"pass {option} DIR") from e
+    if not text.strip() or "\0" in text:
+        raise ObjectiveError(f"{option} is {'empty' if not text.strip() else 'not a path'}",
+                             expected="a folder path", given=repr(text), fix=f"pass {option} DIR, e.g. {option} runs/x")
+    path = Path(text).expanduser()
     fix = f"choose another {option} (a folder you can write), or fix the permissions"
     try:
         if path.exists() or path.is_symlink():

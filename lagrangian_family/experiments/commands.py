@@ -98,8 +98,8 @@ def run_demo(args: argparse.Namespace) -> int:
     _check_int("--steps", args.steps, 1, MAX_STEPS, "e.g. --steps 100")
     _check_int("--ref-steps", args.ref_steps, 1, MAX_STEPS, "e.g. --ref-steps 100")
     _check_int("--hidden", args.hidden, 1, MAX_HIDDEN, "e.g. --hidden 64")
-    out = Path(args.out) if args.out is not None else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-    out = check_output_folder(out, "--out")
+    out = check_output_folder(args.out if args.out is not None else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"),
+                              "--out")
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock(out, args.wait)
     try:
@@ -144,7 +144,7 @@ def run_experiment(args: argparse.Namespace) -> int:
 
     budget = budgets.get(args.budget)
     _check_int("--jobs", args.jobs, 1, max_jobs(), f"one worker per CPU core is best: --jobs {_default_jobs()}")
-    out = check_output_folder(Path(args.out) if args.out else Path("runs") / f"{args.experiment}-{args.budget}",
+    out = check_output_folder(args.out if args.out is not None else Path("runs") / f"{args.experiment}-{args.budget}",
                               "--out")
     data_dir = args.data
     if budget.dataset == "mnist":

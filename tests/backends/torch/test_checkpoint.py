@@ -1,7 +1,7 @@
 """Checkpoints: damaged, truncated, foreign or inconsistent files raise CheckpointError naming the
 file (never a raw EOFError or UnpicklingError, never a silent load); no temporary survives a
 kill; a resumed CSV log has each step once. The full corpus and the kill trials are in
-``bench/robustness.py``."""
+``bench/checkpoints.py``."""
 
 from __future__ import annotations
 
