@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -190,16 +191,17 @@ def load(path: str | os.PathLike, *, kind: str | None = None, map_location="cpu"
             fail("is not a file", expected="a checkpoint file", given="a folder or a special file",
                  fix="give the path of the checkpoint file itself")
         size = path.stat().st_size
+        with open(path, "rb") as f:  # readable at all? (a permission problem is not damage)
+            f.read(1)
     except OSError as e:
         fail(f"cannot be read: {e.strerror or e}", expected="a readable checkpoint file", given=str(e),
              fix="check the path and its permissions", cause=e)
     if size == 0:
         fail("is empty", expected="a checkpoint file written by save()", given="0 bytes")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except OSError as e:
-        fail(f"cannot be read: {e.strerror or e}", expected="a readable checkpoint file", given=str(e),
-             fix="check the path and its permissions", cause=e)
+        with warnings.catch_warnings():  # torch's remarks on a foreign pickle: it is refused below anyway
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a damaged pickle or zip can raise almost anything
         fail("is damaged or not a checkpoint: torch cannot read it", given=f"{size} bytes; {_reason(e)}",
              expected="a complete torch.save file holding only tensors and plain values (it is read with "

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
 import os
 import random
 from collections.abc import Callable, Mapping
@@ -53,7 +54,11 @@ class _TensorBatches:
         self.data = data
         self.n = len(data)
         if self.n == 0:
-            raise ValueError("the dataset is empty")
+            raise ObjectiveError("the training data is empty", expected="at least one example", given="0 examples",
+                                 fix="check how the data was loaded")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ObjectiveError(f"batch_size={batch_size!r} is not a batch size", expected="a positive integer",
+                                 given=repr(batch_size), fix="e.g. batch_size=100")
         self.batch_size = min(int(batch_size), self.n)
         self.gen = torch.Generator()
         self.gen.manual_seed(int(seed))
