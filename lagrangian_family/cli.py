@@ -1,4 +1,5 @@
-"""The ``lagfam`` command: classify objectives, list the zoo, regenerate Table 1, check Theorem 1.
+"""The ``lagfam`` command: classify objectives, list the zoo, regenerate Table 1, check Theorem 1,
+sample a trained model.
 
 ::
 
@@ -8,6 +9,7 @@
     lagfam table
     lagfam closure
     lagfam closure "KL(q(x,z) || p(x,z)) + 2 * KL(q(z) || p(z))" --families infovae,infogan
+    lagfam sample runs/vae -n 1000 --out samples.npy --grid samples.png
 
 Bad input prints ``error: <message>`` on stderr and exits with status 2, as argparse does for
 usage errors, never a traceback: any :class:`~lagrangian_family.errors.ObjectiveError` (a bad
@@ -510,6 +512,10 @@ add_command("table", "regenerate the paper's Table 1 from the zoo and fill its e
             _configure_table, _run_table)
 add_command("closure", "Theorem 1 by exact computation, or an objective over model families",
             _configure_closure, _run_closure)
+add_command("sample", "write N samples of a trained model (a run folder) as an (N, d) .npy array in [0, 1]",
+            "lagrangian_family.sample_command:configure", "lagrangian_family.sample_command:run")
+add_command("score", "score samples (FILE.npy) with a digit classifier: classes covered, confidence, Fréchet distance",
+            "lagrangian_family.evaluate.command:configure", "lagrangian_family.evaluate.command:run")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ from .compile import CompiledObjective, LossOutput, Player, compile_objective
 from .components import *  # noqa: F403  (the names of components.__all__, re-exported below)
 from .estimators import F_DIVERGENCES, FGANEstimator, GANEstimator, LikelihoodEstimator, MMDEstimator, WGANGPEstimator
 from .lagrangian import CompiledLagrangian, Constraint, Lagrangian, calibrate_epsilon
+from .model import Model, ModelFileError, build_component, component_spec, load_model, register_component, save_model
 from .registry import Context, Estimate, Estimator, Reject, candidates, register_estimator, unregister_estimator
 from .train import NonFiniteLossError, Trainer
 from .updaters import GECO, DualUpdater, GradientAscent, RMSPropAscent, paper_preset
@@ -59,5 +60,12 @@ __all__ = [
     "FGANEstimator",
     "WGANGPEstimator",
     "F_DIVERGENCES",
+    "Model",
+    "ModelFileError",
+    "save_model",
+    "load_model",
+    "component_spec",
+    "build_component",
+    "register_component",
 ]
 __all__ += components.__all__

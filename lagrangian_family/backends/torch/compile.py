@@ -279,6 +279,9 @@ class CompiledObjective(nn.Module):
         else:
             self._raw_prior = prior_v.obj
         settings = {"mmd_kernel": mmd_kernel, "mmd_biased": mmd_biased, "critic_hidden": critic_hidden}
+        #: the compile-wide settings, as a model file records them (:mod:`.model`)
+        self.compile_options = {**settings, "mmd_biased": bool(mmd_biased), "decoder_sample": decoder_sample,
+                                "fold_kl": bool(fold_kl)}
         self.defaults: dict = {}
         for k, v in (defaults or {}).items():
             self.defaults[k.name if isinstance(k, sympy.Symbol) else str(k)] = v

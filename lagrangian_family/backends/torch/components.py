@@ -77,6 +77,29 @@ def _prod(shape: Sequence[int]) -> int:
     return int(math.prod(shape))
 
 
+def _config(**kwargs) -> dict:
+    """A component's constructor arguments as JSON-serialisable values (``self.config``).
+
+    Every built-in component stores its keyword arguments this way, so that a model file can
+    rebuild it (:func:`lagrangian_family.backends.torch.model.build_component`): an activation
+    class is stored by its name in ``torch.nn``, tuples become lists.
+
+    >>> _config(hidden=(8, 8), activation=nn.Softplus, scale=None)
+    {'hidden': [8, 8], 'activation': 'Softplus', 'scale': None}
+    """
+
+    def plain(v):
+        if isinstance(v, type) and issubclass(v, nn.Module):
+            return v.__name__
+        if isinstance(v, (tuple, list)):
+            return [plain(u) for u in v]
+        if isinstance(v, dict):
+            return {str(k): plain(u) for k, u in v.items()}
+        return v
+
+    return {k: plain(v) for k, v in kwargs.items()}
+
+
 class GaussianMLPEncoder(nn.Module):
     """q(z|x) = N(mu(x), diag(sigma(x)^2)) from an MLP on the flattened x.
 
@@ -100,6 +123,8 @@ class GaussianMLPEncoder(nn.Module):
         self.act = activation() if hidden else nn.Identity()
         self.head = nn.Linear(width, 2 * self.z_dim)
         self.min_log_scale, self.max_log_scale = min_log_scale, max_log_scale
+        self.config = _config(x_dim=self.x_dim, z_dim=self.z_dim, hidden=hidden, activation=activation,
+                              min_log_scale=min_log_scale, max_log_scale=max_log_scale)
 
     def forward(self, x: torch.Tensor) -> Distribution:
         h = self.act(self.body(x.reshape(x.shape[0], -1)))
@@ -123,6 +148,7 @@ class DeterministicMLPEncoder(nn.Module):
         super().__init__()
         self.x_dim, self.z_dim = int(x_dim), int(z_dim)
         self.net = mlp([self.x_dim, *hidden, self.z_dim], activation)
+        self.config = _config(x_dim=self.x_dim, z_dim=self.z_dim, hidden=hidden, activation=activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.reshape(x.shape[0], -1))
@@ -167,6 +193,7 @@ class GaussianConvEncoder(nn.Module):
         self.body = _ConvBody(channels, image_size, width)
         self.fc = nn.Sequential(nn.Linear(self.body.out_features, hidden), nn.LeakyReLU(0.2),
                                 nn.Linear(hidden, 2 * self.z_dim))
+        self.config = _config(channels=channels, image_size=image_size, z_dim=z_dim, width=width, hidden=hidden)
 
     def forward(self, x: torch.Tensor) -> Distribution:
         x = x.reshape(x.shape[0], *self.x_shape)
@@ -203,6 +230,7 @@ class BernoulliMLPDecoder(_MLPDecoder):
     def __init__(self, z_dim: int, x_shape: Sequence[int] | int, hidden: Sequence[int] = (1024, 1024),
                  activation: type[nn.Module] = nn.Softplus):
         super().__init__(z_dim, x_shape, hidden, activation, 1)
+        self.config = _config(z_dim=self.z_dim, x_shape=self.x_shape, hidden=hidden, activation=activation)
 
     def forward(self, z: torch.Tensor) -> Distribution:
         (logits,) = self._params(z)
@@ -220,6 +248,8 @@ class _LocScaleMLPDecoder(_MLPDecoder):
                  activation: type[nn.Module] = nn.Softplus, scale: float | None = None):
         super().__init__(z_dim, x_shape, hidden, activation, 1 if scale is not None else 2)
         self.fixed_scale = scale
+        self.config = _config(z_dim=self.z_dim, x_shape=self.x_shape, hidden=hidden, activation=activation,
+                              scale=scale)
 
     def forward(self, z: torch.Tensor) -> Distribution:
         params = self._params(z)
@@ -275,6 +305,8 @@ class DeterministicMLPDecoder(_MLPDecoder):
         if output not in (None, "sigmoid", "tanh"):
             raise ValueError(f"output must be None, 'sigmoid' or 'tanh', got {output!r}")
         self.output = output
+        self.config = _config(z_dim=self.z_dim, x_shape=self.x_shape, hidden=hidden, activation=activation,
+                              output=output)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         (x,) = self._params(z)
@@ -321,6 +353,7 @@ class BernoulliConvDecoder(nn.Module):
         self.z_dim = int(z_dim)
         self.x_shape = (channels, image_size, image_size)
         self.body = _ConvDecoderBody(self.z_dim, channels, image_size, width, hidden)
+        self.config = _config(z_dim=z_dim, channels=channels, image_size=image_size, width=width, hidden=hidden)
 
     def forward(self, z: torch.Tensor) -> Distribution:
         return Independent(Bernoulli(logits=self.body(z)), 3)
@@ -346,6 +379,8 @@ class GaussianConvDecoder(nn.Module):
         self.fixed_scale = scale
         if scale is None:
             self.log_scale = nn.Parameter(torch.zeros(()))
+        self.config = _config(z_dim=z_dim, channels=channels, image_size=image_size, width=width, hidden=hidden,
+                              scale=scale)
 
     def forward(self, z: torch.Tensor) -> Distribution:
         loc = self.body(z)
@@ -369,6 +404,7 @@ class StandardNormalPrior(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.z_dim = int(dim)
+        self.config = _config(dim=self.z_dim)
         self.register_buffer("loc", torch.zeros(self.z_dim), persistent=False)
         self.register_buffer("scale", torch.ones(self.z_dim), persistent=False)
 
@@ -392,23 +428,34 @@ class DataSamplerPrior(nn.Module):
 
     This is CycleGAN's second domain (z is an image of the other domain). It has no
     ``log_prob``: a term that needs log p(z) cannot be compiled with it. The rows are a buffer,
-    so they follow ``.to(device)``; they are not saved in ``state_dict``.
+    so they follow ``.to(device)``; they are not saved in ``state_dict``, nor in a model file.
+    ``source``: where the rows come from, as a JSON-serialisable description that
+    :func:`lagrangian_family.data_sources.resolve_source` turns back into the rows (e.g.
+    ``{"dataset": "mnist", "split": "train", "transform": "rot90"}``); a model file stores it
+    so that loading needs no data from the user. Without it, ``load_model(..., prior=...)``
+    supplies the rows.
 
     >>> import torch
-    >>> p = DataSamplerPrior(torch.arange(10.).reshape(5, 2))
-    >>> tuple(p.sample(7).shape)
-    (7, 2)
+    >>> p = DataSamplerPrior(torch.arange(10.).reshape(5, 2), source={"dataset": "digits"})
+    >>> tuple(p.sample(7).shape), p.config
+    ((7, 2), {'source': {'dataset': 'digits'}})
     """
 
     explicit = False
 
-    def __init__(self, data: torch.Tensor):
+    def __init__(self, data: torch.Tensor, source: dict | None = None):
         super().__init__()
         data = torch.as_tensor(data)
         if data.dim() < 2:
             data = data.reshape(-1, 1)
         self.register_buffer("data", data, persistent=False)
         self.z_dim = _prod(data.shape[1:])
+        if source is not None:
+            from lagrangian_family.data_sources import check_source
+
+            source = check_source(source)
+        self.source = source
+        self.config = _config(source=source)
 
     def sample(self, n: int) -> torch.Tensor:
         idx = torch.randint(0, self.data.shape[0], (n,), device=self.data.device)

@@ -56,6 +56,10 @@ class Estimator(nn.Module):
     """
 
     requires: tuple[str, ...] = ()
+    #: the registry choice this estimator was built from (``"name"`` or ``"name:key=value,..."``),
+    #: set by :func:`build`; None when the user passed an instance or a factory (a model file
+    #: records it, so that loading rebuilds the same estimator)
+    choice: str | None = None
 
     def __init__(self, term: Term):
         super().__init__()
@@ -222,9 +226,14 @@ def build(term: Term, ctx: Context, choice=None) -> Estimator:
     rejections: list[tuple[str, Reject]] = []
     for name, factory in entries:
         try:
-            return factory(term, ctx)
+            est = factory(term, ctx)
         except Reject as r:
             rejections.append((name, r))
+        else:
+            if isinstance(est, Estimator) and est.choice is None:
+                opts = ",".join(f"{k}={v}" for k, v in ctx.options.items())
+                est.choice = f"{name}:{opts}" if opts else name
+            return est
     shown = [(n, r) for n, r in rejections if r.applicable] or rejections
     grouped: dict[str, list[str]] = {}
     for n, r in shown:
