@@ -114,6 +114,38 @@ def scratch(base: Path) -> dict[str, Path]:
     p["runsfile"].mkdir()
     (p["runsfile"] / "runs").write_text("x")
     shutil.rmtree(good)
+    # a trained (tiny) model for `lagfam sample`, a damaged copy, sample arrays for `lagfam score`
+    import numpy as np
+    import torch
+
+    from lagrangian_family.backends.torch import (
+        BernoulliMLPDecoder,
+        GaussianMLPEncoder,
+        StandardNormalPrior,
+        compile_objective,
+        save_model,
+    )
+
+    torch.manual_seed(0)
+    fn = compile_objective("vae", encoder=GaussianMLPEncoder(64, 2, hidden=(8,)),
+                           decoder=BernoulliMLPDecoder(2, 64, hidden=(8,)), prior=StandardNormalPrior(2))
+    p["model"] = base / "run-ok"
+    p["model"].mkdir()
+    save_model(p["model"] / "model.pt", fn)
+    p["badmodel"] = base / "run-damaged"
+    p["badmodel"].mkdir()
+    raw = bytearray((p["model"] / "model.pt").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (p["badmodel"] / "model.pt").write_bytes(bytes(raw))
+    p["nomodel"] = base / "run-empty"
+    p["nomodel"].mkdir()
+    for name, arr in (("nan", np.full((10, 64), np.nan, dtype=np.float32)), ("shape", np.zeros((10, 7), np.float32)),
+                      ("range", np.full((10, 64), 3.0, dtype=np.float32)), ("empty", np.zeros((0, 64), np.float32)),
+                      ("strings", np.array(["a", "b"])), ("3d", np.zeros((2, 8, 8), np.float32))):
+        np.save(base / f"samples-{name}.npy", arr)
+        p[f"npy-{name}"] = base / f"samples-{name}.npy"
+    (base / "objects.npy").write_bytes(b"\x93NUMPY" + os.urandom(200))
+    p["npy-garbage"] = base / "objects.npy"
     # permissions last (as root the cases run without the capabilities that bypass them)
     p["ro"].chmod(0o555)
     p["noaccess"].chmod(0o000)
@@ -182,6 +214,31 @@ def cases(p: dict[str, Path], base: Path) -> list[Case]:
     add("closure", "closure", "KL(", note="bad objective")
     add("closure", "closure", "E_{q(z)}[JS(q(x|z) || p(x|z))]", note="objective in no class")
     add("closure", "closure", "x" * 100_000, note="100k-character objective")
+    # sample (lagfam sample RUN_DIR -n N --out FILE.npy)
+    ok_out = str(base / "samples-out.npy")
+    for run_dir, note in ((base / "no-such-run", "a missing run folder"), (p["file"], "a file that is no model"),
+                          (p["badmodel"], "a damaged model.pt"), (p["nomodel"], "a folder without model.pt"),
+                          (p["noaccess"], "an unlistable folder"), ("", "an empty path")):
+        add("sample", "sample", run_dir, "-n", "5", "--out", ok_out, out=ok_out, note=note)
+    for n in ("0", "-3", "abc", str(10**12)):
+        add("sample", "sample", p["model"], "-n", n, "--out", ok_out, out=ok_out, note=f"-n {n}")
+    for out, note in ((p["ro"] / "x.npy", "--out in a read-only folder"), (base / "no-dir" / "x.npy",
+                      "--out in a missing folder"), (p["empty"], "--out a folder"), ("/proc/x.npy", "--out in /proc"),
+                      ("", "--out empty")):
+        add("sample", "sample", p["model"], "-n", "5", "--out", out, note=note,
+            out=None if out in ("", p["empty"]) else str(out))
+    add("sample", "sample", p["model"], "-n", "5", "--out", ok_out, "--grid", p["ro"] / "g.png", out=ok_out,
+        note="--grid in a read-only folder")
+    add("sample", "sample", p["model"], "-n", "5", "--out", base / "seeded.npy", "--seed", "-1", rc=-1,
+        note="--seed -1 (torch accepts it)")
+    # score (lagfam score FILE.npy); every case fails before a classifier is trained
+    for f, note in ((base / "none.npy", "a missing file"), (p["file"], "a text file"), (p["empty"], "a folder"),
+                    (p["npy-nan"], "NaN samples"), (p["npy-shape"], "7 columns"), (p["npy-range"], "values of 3"),
+                    (p["npy-empty"], "0 samples"), (p["npy-strings"], "an array of strings"),
+                    (p["npy-3d"], "a 3-d array"), (p["npy-garbage"], "a damaged .npy")):
+        add("score", "score", f, note=note)
+    add("score", "score", p["npy-nan"], "--data", "imagenet", note="--data imagenet")
+    add("score", "score", p["npy-nan"], "--data", "mnist", "--data-dir", base / "no-mnist", note="--data-dir missing")
     # demo: numbers, then paths
     quick = ["--no-table", "--steps", "2", "--ref-steps", "2", "--hidden", "4", "--no-progress"]
     for opt, v in (("--alpha", "nan"), ("--alpha", "inf"), ("--alpha", "1e309"), ("--alpha", "abc"),
@@ -273,7 +330,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=60.0)
-    ap.add_argument("--only", default=None, help="run one group (classify, zoo, table, closure, demo, experiment)")
+    ap.add_argument("--only", default=None,
+                    help="run one group (classify, zoo, table, closure, sample, score, demo, experiment)")
     opts = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="lagfam-cli-fuzz-"))
     paths = scratch(base)
