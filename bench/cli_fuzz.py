@@ -232,10 +232,11 @@ def cases(p: dict[str, Path], base: Path) -> list[Case]:
     add("sample", "sample", p["model"], "-n", "5", "--out", base / "seeded.npy", "--seed", "-1", rc=-1,
         note="--seed -1 (torch accepts it)")
     # score (lagfam score FILE.npy); every case fails before a classifier is trained
+    add("score", "score", p["npy-3d"], rc=-1, note="a 3-d array (8x8 images: valid)")
     for f, note in ((base / "none.npy", "a missing file"), (p["file"], "a text file"), (p["empty"], "a folder"),
                     (p["npy-nan"], "NaN samples"), (p["npy-shape"], "7 columns"), (p["npy-range"], "values of 3"),
                     (p["npy-empty"], "0 samples"), (p["npy-strings"], "an array of strings"),
-                    (p["npy-3d"], "a 3-d array"), (p["npy-garbage"], "a damaged .npy")):
+                    (p["npy-garbage"], "a damaged .npy")):
         add("score", "score", f, note=note)
     add("score", "score", p["npy-nan"], "--data", "imagenet", note="--data imagenet")
     add("score", "score", p["npy-nan"], "--data", "mnist", "--data-dir", base / "no-mnist", note="--data-dir missing")
@@ -296,7 +297,7 @@ def _prefix() -> list[str]:
 def run_case(case: Case, cwd: Path, timeout: float, prefix: list[str]) -> Case:
     existed = case.out is not None and os.path.lexists(case.out)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "100",
-           "LAGFAM_DATA": str(cwd / "no-default-data")}
+           "LAGFAM_DATA": str(cwd / "no-default-data"), "LAGFAM_CACHE": str(cwd / "cache")}
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(prefix + [sys.executable, "-m", "lagrangian_family.cli", *case.args], cwd=cwd,

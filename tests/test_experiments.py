@@ -325,3 +325,19 @@ def test_a_folder_of_another_experiment_is_refused(dual, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith(f"error: {out} holds the results of experiment 'dual-verification', not 'pareto'")
     assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_a_damaged_reference_model_is_redone(dual, tmp_path, capsys):
+    out = _copy(dual, tmp_path / "dual")
+    model = out / "runs" / "reference-s0" / "model.pt"
+    import torch
+
+    weight = torch.load(model, weights_only=True)["state"]["decoder"]["net.0.weight"]
+    raw = bytearray(model.read_bytes())
+    raw[raw.index(weight.numpy().tobytes()) + 2] ^= 0x01  # one bit of one weight
+    model.write_bytes(bytes(raw))
+    assert experiment_main(["dual-verification", "--budget", "smoke", "--out", str(out), "--jobs", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "redo reference-s0: its model.pt cannot be used: is damaged" in text
+    # redone to the same numbers (CPU runs are exact), so ε̂ and every LagVAE run stay valid
+    assert text.count("skip ") == 3 and text.count("done ") == 1

@@ -466,6 +466,14 @@ class Executor:
 
     def submit(self, spec: RunSpec) -> Future:
         done, why = check_metrics(self.out_dir / spec.name, spec, self.budget)
+        if done is not None and spec.method == "reference":  # later runs start from its model: it must load
+            from lagrangian_family.backends.torch import checkpoint
+
+            model = self.out_dir / spec.name / "model.pt"
+            try:
+                checkpoint.load(model, kind="model")
+            except checkpoint.CheckpointError as e:
+                done, why = None, "its model.pt cannot be used: " + str(e).splitlines()[0].split(f"{model} ", 1)[-1]
         if done is not None:
             fut: Future = Future()
             fut.set_result(done)
