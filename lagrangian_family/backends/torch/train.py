@@ -10,6 +10,9 @@ Checkpoints hold the compiled loss's ``state_dict`` (components, critics, multip
 both optimisers, the updater, the batch sampler and the random states of torch (CPU and
 CUDA), numpy and Python, so a resumed run continues exactly as the uninterrupted one on
 CPU (when the data is a tensor or an indexable dataset; an arbitrary iterable restarts).
+They are versioned, checksummed and written atomically (:mod:`.checkpoint`); :meth:`Trainer.load`
+verifies the file and that the state fits this trainer, all or nothing, and cuts the CSV log
+back to the checkpoint's step.
 
 >>> import torch
 >>> from lagrangian_family.backends.torch import (compile_objective, GaussianMLPEncoder,
@@ -198,8 +201,11 @@ class Trainer:
     ``params -> optimiser`` (defaults: Adam 1e-3; Adam 1e-3 with betas (0.5, 0.9) for critics).
     ``updater``: a dual updater (:mod:`.updaters`) for a compiled Lagrangian. ``params``: symbol
     values bound for the whole run. ``callback(trainer, out)`` runs after every step; returning
-    True stops training. ``log_csv``: a path to append logs every ``log_every`` steps.
-    ``checkpoint``: a path saved every ``checkpoint_every`` steps and at the end of ``train``.
+    True stops training. ``log_csv``: a path to append logs every ``log_every`` steps (one row per
+    step: rows of steps after the trainer's own, left by an interrupted run, are dropped when it
+    resumes). ``checkpoint``: a path saved every ``checkpoint_every`` steps and at the end of
+    ``train`` (:mod:`.checkpoint`). A batch holding NaN or inf raises :class:`NonFiniteLossError`
+    naming its examples before the forward pass.
     ``seed``: the batch order's seed (default: drawn from torch's global generator).
     """
 
