@@ -445,3 +445,15 @@ def test_unwritable_out_and_unreadable_data_exit_2(locked_down):
         assert proc.returncode == 2 and proc.stderr.startswith(message), proc.stderr
         assert "Traceback" not in proc.stderr
     assert not (ro / "demo").exists() and not (ro.parent / "out").exists()
+
+
+def test_classify_prints_reduced_conditions_and_no_dual_form(capsys):
+    # 5β − 3 ≥ 0 and β ≥ 0: one condition, β ≥ 3/5 (by hand)
+    rc, out, _ = run(capsys, "classify", "(5*beta - 3) * KL(q(z) || p(z)) + beta * MMD(q(z) || p(z))")
+    assert rc == 0 and "conditions     beta >= 3/5" in out
+    # the objective: its multipliers can never all be ≥ 0, so there is no dual form
+    rc, out, _ = run(capsys, "classify",
+                     "-3 * E_{q(x,z)}[log q(z|x) - log p(z)] + beta * E_{q(z)}[KL(q(x|z) || p(x|z))]")
+    assert rc == 0 and "dual form      none: the multiplier of KL(q(z) || p(z)) would have to be -3 < 0" in out
+    assert "conditions" not in out
+    assert_fits(out)

@@ -18,7 +18,7 @@ import sympy.parsing.sympy_parser as sympy_parser
 import lagrangian_family as lf
 from lagrangian_family.backends.exact import DiscreteModel, bind_coefficients, evaluate
 from lagrangian_family.cli import main
-from lagrangian_family.symbolic import bounds, dual, normal_form
+from lagrangian_family.symbolic import bounds, conditions, dual, normal_form
 from lagrangian_family.symbolic.objective import Objective, as_coefficient, as_expr, text_coefficient
 
 EVALUATED: list[str] = []
@@ -64,7 +64,8 @@ SYMBOLIC = {
     "bounds.algorithm1_bound": lambda t, m: bounds.algorithm1_bound("q", t),
     "normal_form.is_zero": lambda t, m: normal_form.is_zero(t),
     "dual.sign": lambda t, m: dual.sign(t),
-    "dual.condition": lambda t, m: dual.condition(t),
+    "conditions.reduce_nonnegative": lambda t, m: conditions.reduce_nonnegative([t]),
+    "DualForm.subs": lambda t, m: lf.classify("beta_vae").dual.subs(beta=t),
     "as_expr": lambda t, m: as_expr(t),
     "as_coefficient": lambda t, m: as_coefficient(t),
     "text_coefficient": lambda t, m: text_coefficient(t),

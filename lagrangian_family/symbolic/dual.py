@@ -5,16 +5,24 @@ multipliers are coordinates over a dictionary of ten KL divergences (per frame: 
 both marginals, both expected conditionals) plus the opaque divergences the objective
 has. The KL part is not unique (chain rule: joint = marginal + expected conditional, two
 ways), so the canonical representative is chosen by one rule, with no special case per
-model:
+model, that depends only on the objective's coordinates (so binding a parameter before or
+after classifying gives the same form wherever the form's conditions hold):
 
-1. write the frame's part over the four marginal and conditional KLs; the representations
+1. write each frame's part over its four marginal and conditional KLs; the representations
    form a line, and the candidates are its vertices (one multiplier zero each);
-2. prefer no provably negative multiplier, then fewest terms, then fewest multipliers of
-   unknown sign;
-3. merge a chain-rule pair (marginal and the matching conditional) into the joint: the
-   whole weight when equal, the smaller one when their order is known.
+2. merge a chain-rule pair (a marginal and the matching conditional) into the joint KL only
+   where its two multipliers are identically equal (β-VAE keeps [β, 1] on KL(q(z)‖p(z)) and
+   E_q(z)[KL(q(x|z)‖p(x|z))] at β = 4 as at symbolic β; the VAE's [1, 1] is KL(q(x,z)‖p(x,z)));
+3. keep the candidates whose conditions λ_i ≥ 0 can hold for some real parameters
+   (:mod:`~lagrangian_family.symbolic.conditions`), then prefer fewest terms, then fewest
+   joint KLs, then a fixed order of the vertices: the weight goes to the factorisation whose
+   conditional is a model's own (q(z)·q(x|z) against p(z)·p(x|z) in the q-frame,
+   p(x)·p(z|x) against q(x)·q(z|x) in the p-frame), and a marginal is kept before a
+   conditional.
 
-Where a multiplier's sign depends on parameters the form states the condition (β ≥ 0).
+The form states its conditions, reduced (β ≥ 3/5, not two raw inequalities; none when they
+always hold). When no candidate can have every λ ≥ 0 there is no dual form, and the reason
+names the multiplier that would have to be negative.
 
 >>> import lagrangian_family as lf
 >>> print(lf.classify("vae").dual)
@@ -24,52 +32,53 @@ L ≡ KL(q(x,z) || p(x,z))
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import product
 
 import sympy
 
 from lagrangian_family.errors import ObjectiveError
 from lagrangian_family.symbolic import dictionary as dic
+from lagrangian_family.symbolic.conditions import Reduced, reduce_nonnegative, sign
 from lagrangian_family.symbolic.linalg import N, apply, atoms_vector, make_span, term_vector
 from lagrangian_family.symbolic.normal_form import COORDINATES, NormalForm, is_zero, normal_form
-from lagrangian_family.symbolic.objective import Objective, as_expr, format_combination, text_coefficient
+from lagrangian_family.symbolic.objective import (
+    Objective,
+    as_coefficient,
+    as_expr,
+    format_combination,
+    symbol,
+    text_coefficient,
+)
 from lagrangian_family.symbolic.terms import Divergence, MutualInformation, Term
 
-_SIDE_KINDS = ("x", "z", "x|z", "z|x")  # the four non-joint KLs of a frame
+_SIDE_KINDS = ("z", "x|z", "x", "z|x")  # the four non-joint KLs of a frame
 _PAIRS = (("z", "x|z"), ("x", "z|x"))  # chain-rule pairs: marginal + matching conditional = joint
+#: Which KL each vertex of the line of representations zeroes, in order of preference: the
+#: common weight goes to the pair whose conditional is a model's own (p(x|z) in the q-frame,
+#: q(z|x) in the p-frame), and of the other pair the marginal is kept before the conditional.
+_VERTEX_ORDER = {"q": ("z|x", "x", "z", "x|z"), "p": ("x|z", "z", "x", "z|x")}
+
+__all__ = ["DualForm", "decompose", "dual_form", "enforces_consistency", "sign"]
 
 
-def sign(expr) -> int | None:
-    """+1, 0, -1 when the sign of a coefficient is known, None when it depends on parameters."""
-    e = sympy.expand(as_expr(expr))
-    if e == 0:
-        return 0
-    if e.is_number:
-        return 1 if e > 0 else -1
-    if e.is_positive:
-        return 1
-    if e.is_negative:
-        return -1
-    return None
-
-
-def condition(lam) -> sympy.Basic | None:
-    """The condition λ ≥ 0 when it depends on parameters; None when it always holds (β**2)."""
-    if sign(lam) is not None or as_expr(lam).is_nonnegative:
-        return None
-    c = sympy.Ge(lam, 0)
-    return None if c is sympy.true else c
-
-
-def _conditions(multipliers) -> tuple:
-    return tuple(dict.fromkeys(c for lam, _ in multipliers if (c := condition(lam)) is not None))
-
-
-def _negative_reason(lam, d) -> str:
-    return (f"the multiplier of {d} is {sympy.sstr(lam)} < 0, and no representation has every λ ≥ 0: "
-            "the objective rewards this divergence instead of constraining it, which no Lagrangian with "
-            f"λ ≥ 0 does; flip the sign of the {d.kind} term to make it a constraint")
+def _reason(multipliers, reduced: Reduced, *, others: bool = True) -> str:
+    """Why no representation has every λ ≥ 0, naming the multipliers of the canonical candidate
+    that cannot all be non-negative (``others``: say that every other representation fails too)."""
+    bad = [multipliers[i] for i in reduced.conflict]
+    tail = (", and no other representation over the dictionary has every λ ≥ 0 either (the chain rule only "
+            "moves weight between a joint KL, its marginal and its conditional)") if others else ""
+    if len(bad) == 1:
+        lam, d = bad[0]
+        when = "" if as_expr(lam).is_number else " for every real value of the parameters"
+        return (f"the multiplier of {d} would have to be {sympy.sstr(lam)} < 0{when}{tail}: the objective rewards "
+                f"this divergence instead of constraining it, which no Lagrangian with λ ≥ 0 does; flip the sign of "
+                f"the {d.kind} term to make it a constraint")
+    names = ", ".join(f"{d} ({sympy.sstr(lam)})" for lam, d in bad)
+    return (f"the multipliers of {names} are never all ≥ 0 for real parameters (one of them would have to be "
+            f"negative){tail}; change the coefficients so that they can be")
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,61 @@ class DualForm:
     def _repr_latex_(self) -> str:
         return f"${self.latex()}$"
 
+    @property
+    def free_symbols(self) -> set:
+        """The parameters the form depends on."""
+        return set().union(*(as_expr(e).free_symbols for e in (self.alpha1, self.alpha2, *self.lambdas)))
+
+    def subs(self, values: Mapping | None = None, **kwargs) -> DualForm:
+        """The dual form with parameters bound, in canonical form.
+
+        Multipliers that vanish are dropped and a chain-rule pair whose multipliers become
+        equal merges into its joint KL (the rule of the module doc), so that
+        ``classify(obj).dual.subs(beta=4) == classify(obj.subs(beta=4)).dual`` wherever the
+        form's conditions hold. Values that break the conditions raise :class:`ObjectiveError`.
+
+        >>> import lagrangian_family as lf
+        >>> print(lf.classify("beta_vae").dual.subs(beta=1))
+        alpha1 = 0, alpha2 = 0
+        L ≡ KL(q(x,z) || p(x,z))
+        """
+        free = self.free_symbols
+        mapping = {}
+        for k, v in {**(values or {}), **kwargs}.items():
+            key = symbol(k) if isinstance(k, str) else k
+            if key not in free:
+                raise ObjectiveError(f"the dual form has no parameter {k!s}",
+                                     expected="one of " + (", ".join(sorted(map(str, free))) or "(no parameters)"),
+                                     given=str(k),
+                                     fix="bind only the parameters the dual form has (str(form) shows them)")
+            mapping[key] = as_coefficient(v, context=f"the value of {k}")
+        lams = [(sympy.expand(as_expr(lam).subs(mapping)), d) for lam, d in self.multipliers]
+        reps: dict[str, dict] = {"q": {}, "p": {}}
+        other = []
+        for lam, d in lams:
+            where = _KIND_OF.get(d)
+            if where is None:
+                other.append((lam, d))
+            else:
+                reps[where[0]][where[1]] = lam
+        multipliers = _assemble({f: _merge(r) for f, r in reps.items()},
+                                [(lam, d) for lam, d in other if not is_zero(lam)])
+        reduced = reduce_nonnegative([lam for lam, _ in multipliers])
+        if not reduced.satisfiable:
+            bad = ", ".join(f"{multipliers[i][1]} has λ = {sympy.sstr(multipliers[i][0])}" for i in reduced.conflict)
+            raise ObjectiveError(
+                "these values break the conditions of the dual form",
+                expected=", ".join(sympy.sstr(c) for c in self.conditions) or "values keeping every λ ≥ 0",
+                given=", ".join(f"{k} = {sympy.sstr(v)}" for k, v in mapping.items()) + f" ({bad})",
+                fix="classify the objective with these values bound (lf.classify(obj.subs(...))): it says whether "
+                    "another representation is a Lagrangian there")
+        dropped = {k: sympy.expand(as_expr(c).subs(mapping)) for k, c in self.dropped.items()}
+        a1, a2 = (sympy.expand(as_expr(a).subs(mapping)) for a in (self.alpha1, self.alpha2))
+        form = DualForm(a1, a2, tuple(multipliers), reduced.conditions, enforces_consistency(multipliers),
+                        primal=self.primal)
+        object.__setattr__(form, "dropped", {k: c for k, c in dropped.items() if not is_zero(c)})
+        return form
+
     def table(self) -> str:
         """α1, α2, D, λ in the layout of ../shared/paper/dual_forms.md."""
         ds = ", ".join(str(d) for d in self.divergences)
@@ -162,47 +226,51 @@ def _setup():
     return span, tuple(functionals), sides
 
 
-def _side_representation(frame: str, t: list[sympy.Expr]):
-    """The canonical multipliers of one frame's KLs for the residual t (see the module doc)."""
+def _frame_candidates(frame: str, t: list[sympy.Expr]) -> list[tuple[tuple[int, int, int], dict]]:
+    """The candidate multipliers of one frame's KLs for the residual t, each with its key
+    (terms, joint KLs, vertex preference), best first (see the module doc)."""
     sp, null = _setup()[2][frame]
-    if all(c == 0 for c in t):
-        return {}
+    if all(is_zero(c) for c in t):
+        return [((0, 0, 0), {})]
     base = [sympy.Integer(0)] * len(_SIDE_KINDS)
     for i, c in zip(sp.basis, sp.coordinates(t)):
         base[i] = c
-    (n,) = null  # one chain-rule relation among the four
-    candidates = [base] + [
-        [sympy.expand(b - (base[i] / n[i]) * nk) for b, nk in zip(base, n)] for i in range(len(n)) if n[i] != 0
-    ]
-    best, best_key = None, None
-    for idx, cand in enumerate(candidates):
-        rep = _merge(frame, dict(zip(_SIDE_KINDS, cand)))
-        signs = [sign(c) for c in rep.values()]
-        key = (sum(s == -1 for s in signs), len(rep), sum(s is None for s in signs), idx)
-        if best_key is None or key < best_key:
-            best, best_key = rep, key
-    return best
+    (n,) = null  # one chain-rule relation among the four: z + x|z - x - z|x = 0
+    found: dict[tuple, tuple[tuple[int, int, int], dict]] = {}
+    for pref, kind in enumerate(_VERTEX_ORDER[frame]):
+        i = _SIDE_KINDS.index(kind)
+        vertex = [sympy.expand(b - (base[i] / n[i]) * nk) for b, nk in zip(base, n)]
+        rep = _merge(dict(zip(_SIDE_KINDS, vertex)))
+        key = (len(rep), int("joint" in rep), pref)
+        ident = tuple(sorted(rep.items(), key=lambda kv: kv[0]))
+        if ident not in found or key < found[ident][0]:
+            found[ident] = (key, rep)
+    return sorted(found.values(), key=lambda kr: kr[0])
 
 
-def _merge(frame: str, rep: dict[str, sympy.Expr]) -> dict[str, sympy.Expr]:
-    """Move the common weight of each chain-rule pair into the joint KL (when their order is known)."""
+def _merge(rep: dict[str, sympy.Expr]) -> dict[str, sympy.Expr]:
+    """Drop zero multipliers and merge each chain-rule pair whose two multipliers are identically
+    equal into the joint KL (marginal + matching conditional = joint)."""
     rep = {k: c for k, c in rep.items() if not is_zero(c)}
-    joint = sympy.Integer(0)
+    joint = rep.pop("joint", sympy.Integer(0))
     for m, c in _PAIRS:
-        if m not in rep or c not in rep:
-            continue
-        a, b = rep[m], rep[c]
-        d = sign(a - b)
-        if d is None:
-            continue
-        w = b if d >= 0 else a
-        if sign(w) == -1:
-            continue
-        joint += w
-        rep[m], rep[c] = sympy.expand(a - w), sympy.expand(b - w)
-    out = {"joint": sympy.expand(joint)} if not is_zero(joint) else {}
-    out.update({k: v for k, v in rep.items() if not is_zero(v)})
-    return out
+        if m in rep and c in rep and is_zero(rep[m] - rep[c]):
+            joint += rep.pop(m)
+            del rep[c]
+    joint = sympy.expand(joint)
+    return ({"joint": joint} if not is_zero(joint) else {}) | rep
+
+
+_ORDER = ("joint",) + tuple(k for k in dic.KL_KINDS if k != "joint")
+#: frame and kind of each dictionary KL
+_KIND_OF = {dic.kl(f, k): (f, k) for f in ("q", "p") for k in dic.KL_KINDS}
+
+
+def _assemble(reps: dict[str, dict], opaque) -> list[tuple[sympy.Expr, Divergence]]:
+    out: list[tuple[sympy.Expr, Divergence]] = []
+    for frame in ("q", "p"):
+        out += [(reps[frame][k], dic.kl(frame, k)) for k in _ORDER if k in reps[frame]]
+    return out + list(opaque)
 
 
 def dual_form(nf: NormalForm) -> tuple[DualForm | None, str | None]:
@@ -220,23 +288,42 @@ def dual_form(nf: NormalForm) -> tuple[DualForm | None, str | None]:
     alpha1, alpha2 = (apply([phi], v)[0] for phi in (phi1, phi2))
     t = [sympy.expand(x - alpha1 * a - alpha2 * b) for x, a, b in
          zip(v, term_vector(dic.I_Q), term_vector(dic.I_P))]
-    multipliers: list[tuple[sympy.Expr, Divergence]] = []
-    for frame in ("q", "p"):
-        side = [c if COORDINATES[i].frame == frame else sympy.Integer(0) for i, c in enumerate(t)]
-        rep = _side_representation(frame, side)
-        order = ("joint",) + tuple(k for k in dic.KL_KINDS if k != "joint")
-        multipliers += [(rep[k], dic.kl(frame, k)) for k in order if k in rep]
-    multipliers += [(c, d) for d, c in nf.opaque.items()]
-    negative = [(lam, d) for lam, d in multipliers if sign(lam) == -1]
-    if negative:
-        return None, _negative_reason(*negative[0])
-    conditions = _conditions(multipliers)
-    form = DualForm(sympy.expand(alpha1), sympy.expand(alpha2), tuple(multipliers), conditions,
+    opaque = [(c, d) for d, c in nf.opaque.items()]
+    frames = {f: _frame_candidates(f, [c if COORDINATES[i].frame == f else sympy.Integer(0) for i, c in enumerate(t)])
+              for f in ("q", "p")}
+    combos = sorted(product(range(len(frames["q"])), range(len(frames["p"]))),
+                    key=lambda ij: _combined_key(frames["q"][ij[0]][0], frames["p"][ij[1]][0]))
+    alone: dict[tuple[str, int], bool] = {}  # a frame's candidate that can never be >= 0 on its own
+
+    def possible(f: str, i: int) -> bool:
+        if (f, i) not in alone:
+            alone[f, i] = reduce_nonnegative(list(frames[f][i][1].values())).satisfiable
+        return alone[f, i]
+
+    failure = None
+    for i, j in combos:
+        if failure is not None and not (possible("q", i) and possible("p", j)):
+            continue
+        multipliers = _assemble({"q": frames["q"][i][1], "p": frames["p"][j][1]}, opaque)
+        reduced = reduce_nonnegative([lam for lam, _ in multipliers])
+        if reduced.satisfiable:
+            return _form(nf, alpha1, alpha2, multipliers, reduced), None
+        failure = failure or (multipliers, reduced)  # the canonical candidate: its reason is reported
+    return None, _reason(*failure)
+
+
+def _combined_key(kq: tuple[int, int, int], kp: tuple[int, int, int]) -> tuple[int, ...]:
+    """Fewest terms, then fewest joint KLs over both frames, then each frame's vertex preference."""
+    return (kq[0] + kp[0], kq[1] + kp[1], kq[2], kp[2])
+
+
+def _form(nf: NormalForm, alpha1, alpha2, multipliers, reduced: Reduced) -> DualForm:
+    form = DualForm(sympy.expand(alpha1), sympy.expand(alpha2), tuple(multipliers), reduced.conditions,
                     enforces_consistency(multipliers))
     diff = normal_form(Objective(list(nf.objective(with_constants=True).items()))) - normal_form(form.objective())
     dropped = {("H_q(x)" if a.frame == "q" else "H_p(z)"): sympy.expand(-c) for a, c in diff.constants.items()}
     object.__setattr__(form, "dropped", dropped)
-    return form, None
+    return form
 
 
 def enforces_consistency(multipliers) -> bool:
@@ -327,10 +414,10 @@ def decompose(objective, divergences, *, bounds: dict[str, str] | None = None) -
             fix="add the divergences that account for the part left over (lf.classify shows the canonical ones)",
         )
     multipliers = tuple((lam, d) for lam, d in zip(x[2:], divs))
-    negative = [(lam, d) for lam, d in multipliers if sign(lam) == -1]
-    if negative:
+    reduced = reduce_nonnegative([lam for lam, _ in multipliers])
+    if not reduced.satisfiable:
         raise ObjectiveError("a negative multiplier", expected="λ ≥ 0 for every divergence",
-                             given=_negative_reason(*negative[0]), fix="flip the sign of that term")
-    conditions = _conditions(multipliers)
-    return DualForm(x[0], x[1], multipliers, conditions, enforces_consistency(multipliers),
+                             given=_reason(multipliers, reduced, others=False),
+                             fix="flip the sign of that term, or change the coefficients so that every λ can be ≥ 0")
+    return DualForm(x[0], x[1], multipliers, reduced.conditions, enforces_consistency(multipliers),
                     primal=(primal[0][1], primal[1][1]))

@@ -27,6 +27,7 @@ from .estimators import F_DIVERGENCES, FGANEstimator, GANEstimator, LikelihoodEs
 from .lagrangian import CompiledLagrangian, Constraint, Lagrangian, calibrate_epsilon
 from .model import Model, ModelFileError, build_component, component_spec, load_model, register_component, save_model
 from .registry import Context, Estimate, Estimator, Reject, candidates, register_estimator, unregister_estimator
+from .samples import DistributionPrior
 from .train import NonFiniteLossError, Trainer
 from .updaters import GECO, DualUpdater, GradientAscent, RMSPropAscent, paper_preset
 
@@ -46,6 +47,7 @@ __all__ = [
     "paper_preset",
     "Trainer",
     "NonFiniteLossError",
+    "DistributionPrior",
     "metrics",
     "register_estimator",
     "unregister_estimator",

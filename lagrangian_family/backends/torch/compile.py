@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import sympy
 import torch
 from torch import nn
+from torch.distributions import Distribution
 
 from lagrangian_family.errors import ObjectiveError, closest
 from lagrangian_family.symbolic.classify import Computability, as_objective, classify, fold_kl_pairs
@@ -50,7 +51,18 @@ from . import estimators as _estimators  # noqa: F401  (registers the built-in e
 from .estimators.likelihood import analytic_kl_available
 from .estimators.mmd import KERNELS
 from .registry import Context, Estimate, Estimator, build, term_kind
-from .samples import Components, Prior, Samples, closure, draw, module_device, probe, roles
+from .samples import (
+    Components,
+    DistributionPrior,
+    Prior,
+    Samples,
+    closure,
+    draw,
+    module_device,
+    probe,
+    roles,
+    support_error,
+)
 
 __all__ = ["compile_objective", "CompiledObjective", "LossOutput", "Player"]
 
@@ -59,15 +71,18 @@ __all__ = ["compile_objective", "CompiledObjective", "LossOutput", "Player"]
 class Player:
     """One player of the game: its loss and its parameter group.
 
-    ``backward()`` differentiates the loss with respect to this player's parameters only
-    (``loss.backward(inputs=params)``), so the model's and the critics' gradients from one
-    forward pass never mix.
+    The players' losses are isolated: the model's loss has no gradient in the critics'
+    parameters and the critic's loss none in the model's (:mod:`.estimators.isolation`), so
+    each player can be stepped by its own optimiser from one forward pass. ``backward()``
+    differentiates the loss with respect to this player's parameters
+    (``loss.backward(inputs=params)``).
     """
 
     loss: torch.Tensor | None
     params: list[nn.Parameter] = field(default_factory=list)
 
     def backward(self, retain_graph: bool | None = None) -> None:
+        """Accumulate this player's gradient into its parameters' ``.grad``."""
         if self.loss is not None and self.params and self.loss.requires_grad:
             self.loss.backward(inputs=self.params, retain_graph=retain_graph)
 
@@ -76,16 +91,26 @@ class Player:
 class LossOutput:
     """The result of one call of a compiled objective.
 
-    ``loss``: the model player's scalar loss (mean over the batch); its value equals
-    ``value`` and its gradient is the model's (surrogates folded in as
-    ``value.detach() + (surrogate - surrogate.detach())``, pyro's habit): differentiate
-    ``loss`` (or a player), never ``value``. ``value``: the objective's estimate, up to the
-    dropped constants (for a Lagrangian the loss omits the constant -λ·ε that the value
-    includes), detached. ``terms``: {term text: estimate}, detached. ``players``:
-    {"model": Player, "critic": Player}. ``heads``: the value of each named head (one,
-    "objective", for a plain objective; the constraints too for a Lagrangian), detached.
-    For a Lagrangian: ``constraints`` {name: D_i}, ``violations`` (D - epsilon as a tensor),
-    ``multipliers`` (lambda) and ``primal``.
+    ``loss``: the scalar to differentiate (mean over the batch). Its value is the model
+    player's loss; its gradient is the model's in the encoder, decoder and prior (surrogates
+    folded in as ``value.detach() + (surrogate - surrogate.detach())``, pyro's habit) **and**
+    the critic's in the critics (``+ (critic_loss - critic_loss.detach())``, zero in value). So
+    the naive loop ``opt = Adam(loss_fn.parameters()); out.loss.backward(); opt.step()`` is
+    simultaneous gradient descent for both players, each on its own objective. For separate
+    optimisers (other learning rates, several critic steps) use ``players``.
+
+    ``value``: the objective's estimate, up to the dropped constants (for a Lagrangian the loss
+    omits the constant -λ·ε that the value includes), detached: log it, never differentiate
+    it. ``terms``: {term text: estimate}, detached. ``players``: {"model": Player,
+    "critic": Player}, each loss with gradients in its own parameters only. ``heads``: the
+    value of each named head (one, "objective", for a plain objective; the constraints too for
+    a Lagrangian), detached.
+
+    For a Lagrangian, detached for logging: ``constraints`` {name: D_i}, ``violations``
+    (D - ε as a tensor), ``multipliers`` (λ) and ``primal``; differentiable, from the same
+    forward pass: ``primal_loss`` (value ``primal``, gradient the model's) and
+    ``constraint_losses`` {name: D_i} (values ``constraints``, gradients the model's), for a
+    constrained optimiser such as cooper (:mod:`.cooper`).
     """
 
     loss: torch.Tensor
@@ -97,6 +122,8 @@ class LossOutput:
     violations: torch.Tensor | None = None
     multipliers: torch.Tensor | None = None
     primal: torch.Tensor | None = None
+    primal_loss: torch.Tensor | None = None
+    constraint_losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 # -- coefficients ---------------------------------------------------------------------------
@@ -221,6 +248,36 @@ def _shape_text(shape: Sequence[int]) -> str:
     return "(n" + "".join(f", {d}" for d in shape) + ")"
 
 
+def _zoo_aliases(symbols) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The zoo's keyword aliases that name exactly one of ``symbols`` ({alias: symbol}), and the
+    ones that could name several ({alias: [symbols]}).
+
+    The zoo accepts ``lam`` for ``lambda`` (a Python keyword, so ``loss_fn(x, lambda=1)`` cannot
+    be written), ``lam`` for InfoGAN's ``lambda_I``, ``alpha`` for LagVAE's ``alpha1``. A compiled
+    objective accepts the same aliases for the symbols it has, however it was given (zoo name,
+    ``lf.zoo.get(...)``, text), at compile time and at call time.
+
+    >>> _zoo_aliases({"alpha", "lambda"})[0]
+    {'lam': 'lambda'}
+    """
+    from lagrangian_family import zoo
+
+    pairs: dict[str, set[str]] = {}
+    for name in zoo.names():
+        for alias, sym in zoo.entry(name).aliases.items():
+            pairs.setdefault(alias, set()).add(sym)
+    found, ambiguous = {}, {}
+    for alias, syms in pairs.items():
+        if alias in symbols:
+            continue
+        hits = sorted(syms & set(symbols))
+        if len(hits) == 1:
+            found[alias] = hits[0]
+        elif hits:
+            ambiguous[alias] = hits
+    return found, ambiguous
+
+
 def _unique_params(*modules) -> list[nn.Parameter]:
     seen: set[int] = set()
     out = []
@@ -273,7 +330,11 @@ class CompiledObjective(nn.Module):
                                  given=type(params).__name__, fix="pass params={'beta': 4.0}")
         self.encoder = encoder
         self.decoder = decoder
-        prior_v = prior if isinstance(prior, Prior) else Prior(prior)
+        if isinstance(prior, Prior):
+            prior = prior.obj
+        if isinstance(prior, Distribution):  # its tensors become buffers: they follow .to() and state_dict
+            prior = DistributionPrior(prior)
+        prior_v = Prior(prior)
         if isinstance(prior_v.obj, nn.Module):
             self.prior = prior_v.obj
         else:
@@ -344,6 +405,9 @@ class CompiledObjective(nn.Module):
         for n, where in (extra_symbols or {}).items():
             self._needs.setdefault(n, []).extend(where)
         self.symbols = tuple(sorted(set(self.symbols) | set(extra_symbols or ())))
+        #: {alias: symbol}: the zoo's keyword aliases (lam for lambda) of this objective's symbols
+        self.aliases, self._ambiguous = _zoo_aliases(set(self.symbols) | set(self.defaults))
+        user_params = self._resolve_aliases(user_params, "params")
         if not lenient:
             critics_t.check(self._terms)
             estimators_t.check(self._terms)
@@ -357,6 +421,8 @@ class CompiledObjective(nn.Module):
                                          else tuple(torch.as_tensor(example_x).shape[1:]))
         self._x_source = (f"as the decoder ({comps.decoder_name}) generates" if example_x is None
                           else "as example_x at compile time")
+        #: whether a term scores the data under the decoder (log p(x|z) at x): x must be in its support
+        self._scores_x = "dec_q" in self._keys and comps.decoder_explicit and comps.x_support is not None
         self._model_params = None
         self._critic_params = None
         if example_x is not None:
@@ -382,16 +448,46 @@ class CompiledObjective(nn.Module):
         return [p for p in _unique_params(self.estimators) if id(p) not in model]
 
     def extra_repr(self) -> str:
-        return "\n".join(f"{h}: {o}" for h, o in self.objectives.items())
+        """The lowered objective of each head, then each term with the estimator it got and how
+        it is estimated (a KL in closed form or sampled, the critic's loss, the MMD's kernel)."""
+        rows = [f"{h}: {o}" for h, o in self.objectives.items()]
+        rows.append("estimators:")
+        rows += [f"  {t} <- {e.describe()}" for t, e in zip(self._texts, self.estimators)]
+        return "\n".join(rows)
 
     # -- binding ------------------------------------------------------------------------------
+    def _resolve_aliases(self, given: dict, where: str) -> dict:
+        """``given`` with the zoo's aliases replaced by the symbols they name (``lam`` -> ``lambda``);
+        an alias given with its symbol, or one that could name several symbols, is an error."""
+        out: dict = {}
+        origin: dict = {}
+        for k, v in given.items():
+            if k in self._ambiguous and k not in self.symbols:
+                raise ObjectiveError(
+                    f"the alias {k!r} is ambiguous in this objective",
+                    expected="one of the symbols " + ", ".join(map(repr, self._ambiguous[k])),
+                    given=f"{k}={v!r}",
+                    fix="name the symbol itself, e.g. " + f"**{{{self._ambiguous[k][0]!r}: {v!r}}}")
+            sym = self.aliases.get(k, k) if k not in self.symbols else k
+            if sym in out:
+                other = origin[sym]
+                alias = other if other != sym else k
+                raise ObjectiveError(
+                    f"the parameter {sym!r} is given twice in {where}",
+                    expected=f"one value for {sym!r} (the zoo's alias {alias!r} names the same symbol)",
+                    given=f"{other}={out[sym]!r} and {k}={v!r}", fix=f"drop one of {other!r} and {k!r}")
+            out[sym] = v
+            origin[sym] = k
+        return out
+
     def _check_param_names(self, given: Mapping, *, allowed=()) -> None:
         unknown = [str(k) for k in given if k not in self.symbols and k not in allowed]
         if unknown:
             near = [n for u in unknown for n in closest(u, self.symbols)]
+            aliases = "".join(f", {a} (alias of {s})" for a, s in self.aliases.items())
             raise ObjectiveError(
                 f"unknown parameter {', '.join(map(repr, unknown))}",
-                expected=("parameters " + ", ".join(self.symbols)) if self.symbols else "no parameters",
+                expected=("parameters " + ", ".join(self.symbols) + aliases) if self.symbols else "no parameters",
                 given=", ".join(unknown),
                 fix=("did you mean " + " or ".join(map(repr, near)) + "?") if near else "drop it")
 
@@ -402,9 +498,9 @@ class CompiledObjective(nn.Module):
                                  given=type(params).__name__,
                                  fix="call loss_fn(x, {'beta': 4.0}) or loss_fn(x, beta=4.0)")
         given = {}
-        for src in (params or {}), kwargs:
-            for k, v in src.items():
-                given[k.name if isinstance(k, sympy.Symbol) else k] = v
+        for src, where in ((params or {}), "params"), (kwargs, "the keywords"):
+            names = {(k.name if isinstance(k, sympy.Symbol) else k): v for k, v in src.items()}
+            given.update(self._resolve_aliases(names, where) if self.aliases or self._ambiguous else names)
         self._check_param_names(given, allowed=self.defaults)
         values = dict(self.defaults)
         for k, v in given.items():
@@ -448,8 +544,22 @@ class CompiledObjective(nn.Module):
         return draw(self.check_x(x), self.components, self._keys)
 
     def estimate(self, x: torch.Tensor) -> tuple[Samples, list[Estimate]]:
+        """The shared samples of a batch and every term's :class:`.Estimate` on them.
+
+        Data outside the decoder's support (non-binary x for a Bernoulli decoder) is reported as
+        a short :class:`ObjectiveError` instead of torch's validation error, which prints the
+        whole tensor; the check runs only when torch's own validation has failed, so it costs
+        nothing on good data."""
         s = self.samples(x)
-        return s, [e(s) for e in self.estimators]
+        try:
+            return s, [e(s) for e in self.estimators]
+        except ValueError as err:
+            if self._scores_x and not isinstance(err, ObjectiveError):
+                c = self.components
+                short = support_error(s.x, c.x_support, f"the decoder ({c.decoder_name}, {c.decoder_desc})")
+                if short is not None:
+                    raise short from None
+            raise
 
     @staticmethod
     def _model_part(e: Estimate) -> torch.Tensor:
@@ -473,7 +583,8 @@ class CompiledObjective(nn.Module):
             return z, z
         return value, loss
 
-    def _players(self, model_loss, ests: list[Estimate]) -> dict[str, Player]:
+    def _players(self, model_loss, ests: list[Estimate]) -> tuple[torch.Tensor, dict[str, Player]]:
+        """(the output's loss, the players): the model's loss plus the critic's at zero value."""
         if self._model_params is None:
             self._model_params = self.model_parameters()
             self._critic_params = self.critic_parameters()
@@ -481,21 +592,41 @@ class CompiledObjective(nn.Module):
         for e in ests:
             if e.critic_loss is not None:
                 critic = e.critic_loss if critic is None else critic + e.critic_loss
-        return {"model": Player(model_loss, self._model_params), "critic": Player(critic, self._critic_params)}
+        loss = model_loss
+        if critic is not None and critic.requires_grad:
+            loss = model_loss + (critic - critic.detach()).to(model_loss.dtype)
+        return loss, {"model": Player(model_loss, self._model_params), "critic": Player(critic, self._critic_params)}
 
     def forward(self, x: torch.Tensor, params: Mapping | None = None, **kwargs) -> LossOutput:
+        """The objective on a batch ``x`` of shape ``(n, *x_shape)``, with the symbols bound.
+
+        ``params`` and ``kwargs`` give symbol values (``loss_fn(x, beta=4.0)``,
+        ``loss_fn(x, {"lambda": 10.0})`` or the zoo's alias ``lam=10.0``); the compile-time
+        defaults fill in the rest. Draws the shared samples once, runs every estimator on them
+        and returns a :class:`LossOutput` (``out.loss`` to differentiate, ``out.value`` to log).
+
+        >>> import torch
+        >>> from lagrangian_family.backends.torch import (GaussianMLPEncoder, BernoulliMLPDecoder,
+        ...     StandardNormalPrior)
+        >>> loss_fn = compile_objective("beta_vae", encoder=GaussianMLPEncoder(4, 2, hidden=(8,)),
+        ...     decoder=BernoulliMLPDecoder(2, 4, hidden=(8,)), prior=StandardNormalPrior(2))
+        >>> out = loss_fn(torch.ones(3, 4), beta=2.0)
+        >>> out.loss.shape, out.value.requires_grad
+        (torch.Size([]), False)
+        """
         values = self.bind(params, kwargs)
         _, ests = self.estimate(x)
         parts = [self._model_part(e) for e in ests]
         heads = {}
-        value = loss = None
+        value = model_loss = None
         for head in self._readouts:
             v, m = self.combine(head, ests, values, parts)
             heads[head] = v.detach()
             if value is None:
-                value, loss = v.detach(), m
+                value, model_loss = v.detach(), m
         terms = {t: e.value.detach() for t, e in zip(self._texts, ests)}
-        return LossOutput(loss, value, terms, self._players(loss, ests), heads)
+        loss, players = self._players(model_loss, ests)
+        return LossOutput(loss, value, terms, players, heads)
 
     def dry_run(self, x: torch.Tensor) -> None:
         """Run every estimator once on two examples (no gradient, random state restored); an

@@ -221,9 +221,21 @@ class Lagrangian(nn.Module):
 class CompiledLagrangian(CompiledObjective):
     """A compiled :class:`Lagrangian`: every bound and constraint is a head over shared estimates.
 
-    ``out.loss`` = primal (bounds by the sign of α) + Σ λ_i D_i with λ fixed (detached),
-    ``out.value`` = primal + Σ λ_i (D_i - ε_i) (detached), ``out.constraints`` = {name: D_i},
-    ``out.violations`` = D - ε, ``out.multipliers`` = λ.
+    ``out.loss`` = primal (bounds by the sign of α) + Σ λ_i D_i with λ fixed (detached), plus
+    the critics' loss at zero value (see :class:`.LossOutput`); ``out.value`` = primal +
+    Σ λ_i (D_i - ε_i) (detached). For logging, detached: ``out.primal``, ``out.constraints`` =
+    {name: D_i}, ``out.violations`` = D - ε, ``out.multipliers`` = λ. Differentiable, from the
+    same forward pass: ``out.primal_loss`` and ``out.constraint_losses`` = {name: D_i}, whose
+    gradients are the model's (what a constrained optimiser such as cooper needs: :mod:`.cooper`).
+
+    >>> import torch
+    >>> from lagrangian_family.backends.torch import (GaussianMLPEncoder, BernoulliMLPDecoder,
+    ...     StandardNormalPrior)
+    >>> loss_fn = Lagrangian.lagvae(-1.0, (90.0, 0.01)).compile(encoder=GaussianMLPEncoder(4, 2, hidden=(8,)),
+    ...     decoder=BernoulliMLPDecoder(2, 4, hidden=(8,)), prior=StandardNormalPrior(2))
+    >>> out = loss_fn(torch.ones(5, 4))
+    >>> sorted(out.constraint_losses), out.primal_loss.requires_grad, out.primal.requires_grad
+    (['KL(q(x,z) || p(x,z))', 'MMD(q(z) || p(z))'], True, False)
     """
 
     def __init__(self, lagrangian: Lagrangian, **kw):
@@ -253,6 +265,9 @@ class CompiledLagrangian(CompiledObjective):
         self._has_rest = len(rest) > 0
 
     def forward(self, x: torch.Tensor, params: Mapping | None = None, **kwargs) -> LossOutput:
+        """The Lagrangian on a batch ``x`` with λ and ε as they stand (see the class doc); symbol
+        values (α, any parameter of the primal or the constraints) as for
+        :meth:`.CompiledObjective.forward`."""
         values = self.bind(params, kwargs)
         _, ests = self.estimate(x)
         parts = [self._model_part(e) for e in ests]
@@ -283,15 +298,20 @@ class CompiledLagrangian(CompiledObjective):
         if primal_v is not None:
             loss = loss + primal_l
             value = value + primal_v
-        heads = {"primal": primal_v.detach() if primal_v is not None else torch.zeros((), device=d.device)}
+        if primal_l is None:
+            primal_l = torch.zeros((), device=d.device, dtype=d.dtype)
+        heads = {"primal": primal_v.detach() if primal_v is not None else primal_l}
         constraints = {n: v.detach() for n, v in zip(self.lagrangian.names, cons_v)}
         heads.update(constraints)
         terms = {t: e.value.detach() for t, e in zip(self._texts, ests)}
-        out = LossOutput(loss, value.detach(), terms, self._players(loss, ests), heads)
+        loss, players = self._players(loss, ests)
+        out = LossOutput(loss, value.detach(), terms, players, heads)
         out.constraints = constraints
         out.violations = d.detach() - eps_t
         out.multipliers = lam.detach().clone()
         out.primal = heads["primal"]
+        out.primal_loss = primal_l
+        out.constraint_losses = dict(zip(self.lagrangian.names, cons_l))
         return out
 
 

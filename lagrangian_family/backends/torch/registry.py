@@ -71,6 +71,25 @@ class Estimator(nn.Module):
     def extra_repr(self) -> str:
         return str(self.term)
 
+    def describe(self) -> str:
+        """How the term is estimated, in one line (``print(loss_fn)`` shows it for every term):
+        the registered name (from :attr:`choice`), then what :meth:`extra_repr` says besides the term.
+
+        >>> from lagrangian_family.symbolic.terms import Density, Divergence
+        >>> class Mine(Estimator):
+        ...     def extra_repr(self):
+        ...         return f"{self.term}, by hand"
+        >>> Mine(Divergence("MMD", Density("q", ("z",)), Density("p", ("z",)))).describe()
+        'Mine: by hand'
+        """
+        head, text = str(self.term), self.extra_repr()
+        if text.startswith(head):
+            text = text[len(head):].lstrip(", ")
+        if isinstance(getattr(self, "critic", None), nn.Module):
+            text = "sampled, with a trained critic" + (f", {text}" if text else "")
+        name = (self.choice or "").partition(":")[0] or type(self).__name__
+        return f"{name}: {text}" if text else name
+
 
 class Reject(Exception):
     """Raised by a factory that cannot estimate a term with these components; the message says why."""

@@ -15,11 +15,13 @@ found by a tiny dry run that leaves the random state and the modules' modes unto
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent, constraints
+from torch.distributions.transforms import Transform
 
 from lagrangian_family.errors import ObjectiveError
 
@@ -133,6 +135,177 @@ class Prior:
         return make() if callable(make) else None
 
 
+def _tensor_leaves(obj, path=()):
+    """(path, tensor) of every tensor a distribution holds, through base distributions and transforms."""
+    for key, value in vars(obj).items():
+        here = path + (key,)
+        if isinstance(value, torch.Tensor):
+            yield here, value
+        elif isinstance(value, (Distribution, Transform)):
+            yield from _tensor_leaves(value, here)
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if isinstance(item, (Distribution, Transform)):
+                    yield from _tensor_leaves(item, here + (str(i),))
+
+
+def _rebuild(obj, tensors: dict, path=()):
+    """A shallow copy of a distribution (or transform) with its tensors replaced by ``tensors[path]``."""
+    new = copy.copy(obj)
+    for key, value in vars(obj).items():
+        here = path + (key,)
+        if isinstance(value, torch.Tensor):
+            if here in tensors:
+                new.__dict__[key] = tensors[here]
+        elif isinstance(value, (Distribution, Transform)):
+            new.__dict__[key] = _rebuild(value, tensors, here)
+        elif isinstance(value, (list, tuple)) and any(isinstance(v, (Distribution, Transform)) for v in value):
+            new.__dict__[key] = type(value)(_rebuild(v, tensors, here + (str(i),))
+                                            if isinstance(v, (Distribution, Transform)) else v
+                                            for i, v in enumerate(value))
+    return new
+
+
+class DistributionPrior(nn.Module):
+    """A prior given as a ``torch.distributions`` object, as a module whose tensors are buffers.
+
+    A plain distribution is not a module, so ``.to(device)``, ``.double()`` and ``state_dict()``
+    would not see it. Wrapped, every tensor it holds (its parameters, those of its base
+    distribution and transforms) is a buffer: it moves and changes dtype with the compiled loss
+    and is saved with it. :func:`.compile_objective` wraps a distribution prior this way.
+
+    >>> from torch.distributions import Independent, Normal
+    >>> prior = DistributionPrior(Independent(Normal(torch.zeros(2), torch.ones(2)), 1))
+    >>> sorted(prior.state_dict())
+    ['base_dist__loc', 'base_dist__scale']
+    >>> prior.double().sample(3).dtype
+    torch.float64
+    """
+
+    explicit = True
+
+    def __init__(self, distribution: Distribution):
+        super().__init__()
+        if not isinstance(distribution, Distribution):
+            raise ObjectiveError("DistributionPrior wraps a torch distribution",
+                                 expected="a torch.distributions.Distribution over one z",
+                                 given=type(distribution).__name__,
+                                 fix="pass e.g. Independent(Normal(torch.zeros(d), torch.ones(d)), 1)")
+        self._paths: list[tuple[str, tuple[str, ...]]] = []
+        for path, tensor in _tensor_leaves(distribution):
+            name = "__".join(path)
+            self.register_buffer(name, tensor)
+            self._paths.append((name, path))
+        self._template = distribution
+        self._dist = distribution
+
+    def _refresh(self) -> None:
+        self._dist = _rebuild(self._template, {path: self._buffers[name] for name, path in self._paths})
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        self._refresh()
+        return out
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._refresh()  # cached derived tensors (lazy properties) are recomputed from the loaded ones
+
+    @property
+    def has_rsample(self) -> bool:
+        return self._dist.has_rsample
+
+    def distribution(self) -> Distribution:
+        """The distribution, on the module's device and dtype."""
+        return self._dist
+
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` samples ``(n, *z_shape)`` (reparameterised when the distribution allows it)."""
+        d = self._dist
+        return d.rsample((n,)) if d.has_rsample else d.sample((n,))
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) per example, summed over the dimensions of z: ``(n,)``."""
+        return per_example(self._dist.log_prob(z), z.shape[0])
+
+    def forward(self, n: int) -> torch.Tensor:  # pragma: no cover - convenience
+        return self.sample(n)
+
+    def extra_repr(self) -> str:
+        return repr(self._dist)
+
+
+#: names of the supports whose membership the data can be checked against
+_SUPPORT_TEXT = {"_Boolean": "{0, 1}", "_OneHot": "one-hot vectors", "_Simplex": "the probability simplex",
+                 "_IntegerInterval": "integers in an interval", "_IntegerGreaterThan": "integers above a bound"}
+
+
+def data_support(d) -> constraints.Constraint | None:
+    """The support of a decoder's distribution when it does not depend on its parameters and is
+    not all reals (Bernoulli's {0, 1}, Beta's [0, 1], a one-hot categorical's vertices), else None."""
+    base = d
+    while isinstance(base, Independent):
+        base = base.base_dist
+    # the class attribute: a support that depends on the parameters is a property there
+    support = getattr(type(base), "support", None) if isinstance(base, Distribution) else None
+    if not isinstance(support, constraints.Constraint) or isinstance(support, (constraints._Dependent,
+                                                                                constraints._Real)):
+        return None
+    return support
+
+
+def support_text(support: constraints.Constraint) -> str:
+    """A short description of a support: ``{0, 1}``, ``[0.0, 1.0]``."""
+    name = type(support).__name__
+    if name == "_Interval":
+        return f"[{support.lower_bound}, {support.upper_bound}]"
+    if name == "_HalfOpenInterval":
+        return f"[{support.lower_bound}, {support.upper_bound})"
+    if name in ("_GreaterThan", "_GreaterThanEq"):
+        return f"values {'>' if name == '_GreaterThan' else '>='} {support.lower_bound}"
+    return _SUPPORT_TEXT.get(name, repr(support))
+
+
+def check_support(x: torch.Tensor, support: constraints.Constraint | None, decoder: str, where: str = "") -> None:
+    """Raise a short :class:`ObjectiveError` when the data ``x`` is outside the decoder's support
+    (e.g. non-binary x for a Bernoulli decoder); ``decoder`` names the decoder and its distribution.
+
+    >>> check_support(torch.tensor([[0.0, 0.5]]), constraints.boolean, "a Bernoulli decoder")
+    Traceback (most recent call last):
+    ...
+    lagrangian_family.errors.ObjectiveError: the data batch x is outside the support of the decoder's distribution
+    expected: x in {0, 1}, where a Bernoulli decoder gives log p(x|z)
+    given: 1 of 2 values outside it, e.g. 0.5 at index (0, 1); x ranges over [0, 0.5]
+    fix: ...
+    """
+    err = support_error(x, support, decoder, where)
+    if err is not None:
+        raise err
+
+
+def support_error(x: torch.Tensor, support: constraints.Constraint | None, decoder: str,
+                  where: str = "") -> ObjectiveError | None:
+    """The error :func:`check_support` raises, or None when ``x`` is in the support."""
+    if support is None:
+        return None
+    ok = support.check(x)
+    if bool(ok.all()):
+        return None
+    bad = (~ok).nonzero()
+    first = tuple(int(i) for i in bad[0])
+    value = x[first] if len(first) == x.dim() else x[first].reshape(-1)[:4]
+    shown = f"{float(value):.4g}" if value.dim() == 0 else str([round(float(v), 4) for v in value])
+    binary = type(support).__name__ == "_Boolean"
+    return ObjectiveError(
+        f"the data batch x is outside the support of the decoder's distribution{where}",
+        expected=f"x in {support_text(support)}, where {decoder} gives log p(x|z)",
+        given=f"{len(bad)} of {ok.numel()} values outside it, e.g. {shown} at index {first}; "
+        f"x ranges over [{float(x.min()):.4g}, {float(x.max()):.4g}]",
+        fix="binarise the data (lagrangian_family.data.binarize(x), stochastic, or binarize(x, mode='fixed')), "
+        "or use a decoder for continuous data (GaussianMLPDecoder, LaplaceMLPDecoder)" if binary else
+        "map the data into the support, or use a decoder whose distribution covers the data's range")
+
+
 @dataclass
 class Components:
     """The encoder, decoder and prior, and what a dry run found out about them."""
@@ -154,6 +327,7 @@ class Components:
     decoder_sample: str = "sample"
     q_example: Distribution | None = None  # the encoder's distribution on two probe examples
     prior_example: Distribution | None = None  # the prior as a torch distribution, when it has one
+    x_support: constraints.Constraint | None = None  # the decoder's support, when checkable (data_support)
 
     encoder_desc: str = "tensor"
     decoder_desc: str = "tensor"
@@ -268,6 +442,14 @@ def probe(encoder, decoder, prior, *, example_x=None, decoder_sample: str = "sam
         try:
             d = decoder(z0)
         except Exception as e:  # noqa: BLE001
+            _, dec_dtype = module_device(decoder)
+            if z0.is_floating_point() and dec_dtype != z0.dtype:
+                raise ObjectiveError(f"the prior ({prior_v.name}) samples {z0.dtype} but the decoder "
+                                     f"({_name(decoder)}) computes in {dec_dtype}" + used_by("decoder"),
+                                     expected="the prior and the decoder in one dtype",
+                                     given=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}",
+                                     fix="move the components to one dtype before compiling (e.g. .double() each), "
+                                     "or compile, then move the compiled loss (loss_fn.double())") from e
             raise ObjectiveError(f"the decoder ({_name(decoder)}) failed on prior samples of shape {tuple(z0.shape)}"
                                  + used_by("decoder"),
                                  expected=f"a decoder taking z of shape (n, {', '.join(map(str, c.z_shape))})",
@@ -276,6 +458,7 @@ def probe(encoder, decoder, prior, *, example_x=None, decoder_sample: str = "sam
         if isinstance(d, Distribution):
             c.decoder_explicit, c.decoder_rsample, c.decoder_dist = True, d.has_rsample, type(d)
             c.decoder_desc = describe(d)
+            c.x_support = data_support(d)
             xs = d.sample()
         elif isinstance(d, torch.Tensor):
             c.decoder_explicit, c.decoder_rsample = False, True
@@ -325,14 +508,45 @@ def probe(encoder, decoder, prior, *, example_x=None, decoder_sample: str = "sam
                 given=f"the encoder gives z of shape {tuple(zs.shape)}",
                 fix="make the encoder's latent size equal to the prior's")
         if example_x is not None and c.decoder_explicit:
+            d = decoder(zs)
             try:
-                per_example(decoder(zs).log_prob(x), 2)
-            except Exception as err:  # noqa: BLE001
-                raise ObjectiveError(f"the decoder ({_name(decoder)}) cannot score the data" + used_by("decoder"),
-                                     expected="log_prob(x) defined on the data (e.g. binary x for a Bernoulli "
-                                     "decoder)", given=f"{type(err).__name__}: {err}",
-                                     fix="binarise the data or use a Gaussian/Laplace decoder") from err
+                per_example(d.log_prob(x), 2)
+                err = None
+            except Exception as e:  # noqa: BLE001 - diagnosed below
+                err = e
+            if err is not None:
+                _diagnose_scoring(err, d, x, example_x, c, _name(decoder), used_by("decoder"))
+            check_support(example_x, c.x_support, f"the decoder ({_name(decoder)}, {c.decoder_desc})",
+                          " (example_x)")
     return c
+
+
+def _diagnose_scoring(err: Exception, d: Distribution, x: torch.Tensor, example_x: torch.Tensor, c: Components,
+                      name: str, used: str) -> None:
+    """Raise the error that says why the decoder's log_prob failed on the data: a shape mismatch,
+    data outside the support, or else the failure itself (its first line)."""
+    shape = tuple(d.batch_shape + d.event_shape)
+    if shape != tuple(x.shape):
+        want = tuple(x.shape[1:])
+        dims = ", ".join(map(str, shape[1:]))
+        raise ObjectiveError(
+            f"the decoder ({name}) returns a distribution over x of shape {shape[1:]}, but the data has shape "
+            f"{want}" + used,
+            expected=f"batch_shape + event_shape of the decoder's {c.decoder_desc} equal to x's shape "
+            f"(n, {', '.join(map(str, want))})",
+            given=f"batch_shape {tuple(d.batch_shape)}, event_shape {tuple(d.event_shape)} for example_x of shape "
+            f"{tuple(example_x.shape)}",
+            fix=f"reshape the data to (n, {dims}) (x.reshape(len(x), {dims})), or build the decoder for "
+            f"x_shape={want} (the ready-made decoders take it, e.g. BernoulliMLPDecoder(z_dim, {want}))") from None
+    support = c.x_support if c.x_support is not None else getattr(d, "support", None)
+    if isinstance(support, constraints.Constraint) and not isinstance(support, constraints._Dependent):
+        check_support(example_x.to(x.device), data_support(d) or support, f"the decoder ({name}, {c.decoder_desc})",
+                      " (example_x)")
+    first = str(err).splitlines()[0] if str(err) else ""
+    raise ObjectiveError(f"the decoder ({name}) cannot score the data" + used,
+                         expected=f"log_prob(x) of its {c.decoder_desc} defined on the data",
+                         given=f"{type(err).__name__}: {first[:200]}",
+                         fix="check that the decoder's distribution fits the data (shape, range, dtype)") from None
 
 
 class Samples:

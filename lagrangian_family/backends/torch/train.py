@@ -149,6 +149,26 @@ def _optimizer(spec, params, default):
     return spec(params)
 
 
+def _check_player_optimizer(optimizer, role: str, other: list, other_role: str) -> None:
+    """An optimiser given for one player must not hold the other player's parameters: the
+    Trainer steps each player with its own gradient, so a shared optimiser would step the other
+    player's parameters a second time, on stale gradients."""
+    if optimizer is None:
+        return
+    theirs = {id(p) for p in other}
+    mixed = sum(id(p) in theirs for g in optimizer.param_groups for p in g["params"])
+    if mixed:
+        from lagrangian_family.errors import ObjectiveError
+
+        raise ObjectiveError(
+            f"the {role} optimizer holds {mixed} parameter(s) of the {other_role}",
+            expected=f"an optimizer over loss_fn.{role}_parameters() only (the Trainer gives each player its own)",
+            given=f"{type(optimizer).__name__} over parameters that include loss_fn.{other_role}_parameters()",
+            fix=f"build it over loss_fn.{role}_parameters(), or pass a factory (e.g. {role}_optimizer=lambda p: "
+            "torch.optim.Adam(p, lr=1e-3)); for one optimizer over everything, write the loop yourself: "
+            "out.loss.backward() trains each player on its own loss")
+
+
 def _scalar(t) -> float:
     return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)
 
@@ -237,6 +257,8 @@ class Trainer:
                                           lambda p: torch.optim.Adam(p, lr=1e-3))
         self.critic_optimizer = _optimizer(critic_optimizer, self.critic_params,
                                            lambda p: torch.optim.Adam(p, lr=1e-3, betas=(0.5, 0.9)))
+        _check_player_optimizer(self.model_optimizer, "model", self.critic_params, "critic")
+        _check_player_optimizer(self.critic_optimizer, "critic", self.model_params, "model")
         self.step_count = 0
         self._device = None
         self._csv_fields: list[str] | None = None
@@ -306,6 +328,8 @@ class Trainer:
         self._check_batch(x)
         try:
             return self.loss_fn(x, self.params)
+        except ObjectiveError:  # already says what is wrong (data outside the decoder's support, ...)
+            raise
         except (ValueError, RuntimeError) as err:
             bad = [n for n, p in self.loss_fn.named_parameters() if not torch.isfinite(p).all()]
             first_line = str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -5,8 +5,12 @@ All three compare samples of the term's two arguments (marginals x or z, or the 
 by default (a small MLP sized from the data) or replaced by the user's network through
 ``critics={term or its text: module}``. Each call returns the divergence estimate at the
 current critic (``value``), the model's gradient surrogate and the critic's loss, all from
-one forward pass: the critic's loss must be differentiated with respect to the critic's
-parameters only (:class:`~lagrangian_family.backends.torch.compile.Player` does that).
+one forward pass. The two players are kept apart (:mod:`.isolation`): the value and the
+model's surrogate come from the critic with detached parameters on the samples with their
+path gradient, the critic's loss from the critic's own parameters on the detached samples. So
+the model's loss has no gradient in the critic's parameters and the critic's loss none in the
+model's, and one optimiser over all parameters performs simultaneous gradient descent for
+both players (``out.loss`` carries the critic's gradient at zero value).
 
 **GAN** (``JS`` terms; names ``"gan"``: non-saturating, the default; ``"gan-saturating"``).
 The critic's logit ``T`` gives ``D = sigmoid(T)``, the probability that a sample is from the
@@ -44,6 +48,7 @@ interpolates (``gp=10``); the model minimises the value.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -52,9 +57,28 @@ from lagrangian_family.symbolic.terms import Divergence, Term
 
 from ..registry import Context, Estimate, Estimator, Reject, register_estimator
 from .common import check_sample_divergence, critic_output, default_critic, dimension, side
+from .isolation import critic_paths
 
 LOG4 = math.log(4.0)
 LOG2 = math.log(2.0)
+
+
+class Scores(NamedTuple):
+    """The critic's scores of one call on its two paths (:mod:`.isolation`).
+
+    ``a``, ``b``: scores of the samples of the first and second argument on the model path
+    (gradient to the samples only): the value and the model's surrogate use these.
+    ``critic_a``, ``critic_b``: the same on the critic path (gradient to the critic only): the
+    critic's loss and its regularisers use these. ``samples_a``, ``samples_b``: the samples,
+    detached (for penalties on the critic).
+    """
+
+    a: torch.Tensor
+    b: torch.Tensor
+    critic_a: torch.Tensor
+    critic_b: torch.Tensor
+    samples_a: torch.Tensor
+    samples_b: torch.Tensor
 
 
 class _CriticEstimator(Estimator):
@@ -64,11 +88,10 @@ class _CriticEstimator(Estimator):
         self.requires = tuple(dict.fromkeys(lk + rk))
         self.critic = critic
 
-    def scores(self, s):
+    def scores(self, s) -> Scores:
         a, b = self._left(s), self._right(s)
-        n = a.shape[0]
-        t = critic_output(self.critic, torch.cat([a, b.to(a.dtype)], 0))
-        return t[:n], t[n:], a, b
+        b = b.to(a.dtype)
+        return Scores(*critic_paths(self.critic, a, b), a.detach(), b.detach())
 
 
 class GANEstimator(_CriticEstimator):
@@ -78,15 +101,18 @@ class GANEstimator(_CriticEstimator):
         super().__init__(term, left, right, critic)
         self.saturating = bool(saturating)
 
-    def forward(self, s) -> Estimate:
-        ta, tb, _, _ = self.scores(s)
+    @staticmethod
+    def _v(ta, tb):
         # V = E_a[log sigmoid(T)] + E_b[log(1 - sigmoid(T))]
-        v = -F.softplus(-ta).mean() - F.softplus(tb).mean()
-        value = (v + LOG4) * 0.5
-        critic_loss = -v
+        return -F.softplus(-ta).mean() - F.softplus(tb).mean()
+
+    def forward(self, s) -> Estimate:
+        sc = self.scores(s)
+        value = (self._v(sc.a, sc.b) + LOG4) * 0.5
+        critic_loss = -self._v(sc.critic_a, sc.critic_b)
         if self.saturating:
             return Estimate(value, critic_loss=critic_loss)
-        surrogate = (F.softplus(ta).mean() + F.softplus(-tb).mean()) * 0.5
+        surrogate = (F.softplus(sc.a).mean() + F.softplus(-sc.b).mean()) * 0.5
         return Estimate(value, surrogate=surrogate, critic_loss=critic_loss)
 
     def extra_repr(self) -> str:
@@ -149,13 +175,16 @@ class FGANEstimator(_CriticEstimator):
         self.f = f
         self._act, self._factor = F_DIVERGENCES[f]
 
-    def forward(self, s) -> Estimate:
-        ta, tb, _, _ = self.scores(s)
+    def _bound(self, ta, tb):
         ga, _ = self._act(ta)
         _, fb = self._act(tb)
-        bound = ga.mean() - fb.mean()
+        return ga.mean() - fb.mean()
+
+    def forward(self, s) -> Estimate:
+        sc = self.scores(s)
+        bound = self._bound(sc.a, sc.b)
         value = bound * self._factor if self._factor != 1.0 else bound
-        return Estimate(value, critic_loss=-bound)
+        return Estimate(value, critic_loss=-self._bound(sc.critic_a, sc.critic_b))
 
     def extra_repr(self) -> str:
         return f"{self.term}, f={self.f!r}"
@@ -169,11 +198,11 @@ class WGANGPEstimator(_CriticEstimator):
         self.gp = float(gp)
 
     def forward(self, s) -> Estimate:
-        ta, tb, a, b = self.scores(s)
-        value = ta.mean() - tb.mean()
-        critic_loss = -value
+        sc = self.scores(s)
+        value = sc.a.mean() - sc.b.mean()
+        critic_loss = sc.critic_b.mean() - sc.critic_a.mean()
         if self.gp and torch.is_grad_enabled():
-            a, b = a.detach(), b.detach().to(a.dtype)
+            a, b = sc.samples_a, sc.samples_b
             m = min(a.shape[0], b.shape[0])
             eps = torch.rand(m, 1, device=a.device, dtype=a.dtype)
             u = (eps * a[:m] + (1.0 - eps) * b[:m]).requires_grad_(True)
@@ -198,10 +227,9 @@ class DensityRatioKL(Estimator):
         x = s.x.reshape(s.n, -1)
         zq, zp = s.z_q.reshape(s.n, -1), s.z_p.reshape(s.n, -1).to(s.z_q.dtype)
         x = x.to(zq.dtype)
-        t = critic_output(self.critic, torch.cat([torch.cat([x, zq], 1), torch.cat([x, zp], 1)], 0))
-        tq, tp = t[: s.n], t[s.n:]
+        model_q, _, tq, tp = critic_paths(self.critic, torch.cat([x, zq], 1), torch.cat([x, zp], 1))
         critic_loss = F.softplus(-tq).mean() + F.softplus(tp).mean()
-        return Estimate(tq.mean(), critic_loss=critic_loss)
+        return Estimate(model_q.mean(), critic_loss=critic_loss)
 
 
 @register_estimator(Divergence, "KL", name="avb")

@@ -37,7 +37,7 @@ from lagrangian_family.symbolic.classify import t1_expansion
 from lagrangian_family.symbolic.terms import Divergence, Term
 
 from ..registry import Context, Estimate, Estimator, Reject, register_estimator
-from ..samples import Components, Samples, per_example
+from ..samples import Components, Samples, describe, per_example
 
 #: (frame, density text) of each likelihood atom -> (sample keys, component it needs, role)
 ATOMS = {
@@ -89,6 +89,40 @@ class LikelihoodEstimator(Estimator):
         if self.p_atoms:
             req += ["z_p"]
         self.requires = tuple(dict.fromkeys(req))
+        c = components
+        self._how = {"q": "reparameterised" if c.encoder_rsample else "score-function gradient",
+                     "p": "reparameterised" if c.decoder_rsample or not c.decoder_explicit
+                     else "score-function gradient"}
+        prior = describe(c.prior_example) if c.prior_example is not None else c.prior.name
+        self._kl_pair = f"{c.encoder_desc} || {prior}"
+
+    def extra_repr(self) -> str:
+        """The term, then how each part is estimated: the KL in closed form or sampled, the Monte
+        Carlo atoms with the samples they are evaluated at.
+
+        >>> import torch, lagrangian_family as lf
+        >>> from lagrangian_family.backends.torch import (compile_objective, GaussianMLPEncoder,
+        ...     BernoulliMLPDecoder, StandardNormalPrior)
+        >>> parts = dict(enc=GaussianMLPEncoder(4, 2, hidden=(8,)), dec=BernoulliMLPDecoder(2, 4, hidden=(8,)))
+        >>> for name in ("likelihood", "mc"):
+        ...     loss_fn = compile_objective("E_{q(x)}[KL(q(z|x) || p(z))]", encoder=parts["enc"],
+        ...         decoder=parts["dec"], prior=StandardNormalPrior(2), estimators={"KL": name})
+        ...     print(loss_fn.estimators[0].describe())
+        likelihood: KL(q(z|x) || p(z)) in closed form (Independent(Normal) || Independent(Normal))
+        mc: KL sampled, Monte Carlo at z ~ q(z|x) (reparameterised) of log q(z|x) - log p(z)
+        """
+        parts = []
+        if self.kl_coef:
+            parts.append(f"{_coef(self.kl_coef)}KL(q(z|x) || p(z)) in closed form ({self._kl_pair})")
+        sampled_kl = "KL" in str(self.term) and not self.kl_coef
+        for frame, atoms, at in (("q", self.q_atoms, "z ~ q(z|x)"), ("p", self.p_atoms, "(z, x) ~ p(z) p(x|z)")):
+            if atoms:
+                text = _sum(atoms)
+                parts.append(f"{'KL sampled, ' if sampled_kl else ''}Monte Carlo at {at} ({self._how[frame]}) "
+                             f"of {text}")
+        if not parts:
+            parts.append("a constant (0)")
+        return f"{self.term}, " + "; ".join(parts)
 
     def _atom(self, s: Samples, frame: str, dens: str) -> torch.Tensor:
         key = (frame, dens)
@@ -147,6 +181,21 @@ class LikelihoodEstimator(Estimator):
         if score is not None:
             return Estimate(value, surrogate=value + score)
         return Estimate(value)
+
+
+def _coef(c: float) -> str:
+    return "" if c == 1 else "-" if c == -1 else f"{c:g}·"
+
+
+def _sum(atoms) -> str:
+    """``log q(z|x) - log p(z)`` from [(density, coefficient)]."""
+    out = ""
+    for i, (dens, c) in enumerate(atoms):
+        mag = abs(c)
+        body = f"log {dens}" if mag == 1 else f"{mag:g}·log {dens}"
+        sign = ("-" if c < 0 else "") if i == 0 else (" - " if c < 0 else " + ")
+        out += sign + body
+    return out
 
 
 def _atoms_of(term: Term):
