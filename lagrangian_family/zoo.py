@@ -46,6 +46,11 @@ class ZooEntry:
     notes: str = ""
 
     def text_for(self, **options) -> str:
+        """The objective's text with each option filled in (the first allowed value by default).
+
+        >>> entry("infovae").text_for(divergence="KL").endswith("KL(q(z) || p(z))")
+        True
+        """
         chosen = {k: v[0] for k, v in self.options.items()}
         chosen.update(options)
         text = self.text
@@ -55,6 +60,7 @@ class ZooEntry:
 
     @property
     def defaults(self) -> dict[sympy.Symbol, float]:
+        """The original default value of each parameter, keyed by its symbol."""
         return {symbol(k): v for k, v in self.parameters.items()}
 
 

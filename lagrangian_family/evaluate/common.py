@@ -59,6 +59,7 @@ class DatasetSpec:
         return self.side * self.side
 
 
+#: The datasets the judges know, by name: MNIST (28x28) and scikit-learn's digits (8x8).
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec("mnist", 28, 10, "MNIST, 28x28 (60,000 training and 10,000 test images)"),
     "digits": DatasetSpec("digits", 8, 10, "scikit-learn's digits, 8x8 (1,497 training and 300 test images)"),

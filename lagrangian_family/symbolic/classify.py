@@ -29,9 +29,13 @@ from lagrangian_family.symbolic.terms import Divergence, ExpectedLog, Term
 class Computability(Enum):
     """The paper's computability classes (Definition 2), easiest first."""
 
+    #: T1: the span of the eight likelihood terms (VAE, β-VAE, VMI)
     LIKELIHOOD_BASED = "likelihood-based"
+    #: T2: T1 plus whole divergences between marginals (InfoVAE, InfoGAN)
     UNARY_LIKELIHOOD_FREE = "unary likelihood-free"
+    #: T3: T2 plus divergences between the joints (ALI, BiGAN, ALICE)
     BINARY_LIKELIHOOD_FREE = "binary likelihood-free"
+    #: in no class (a non-KL divergence between conditionals, an atom outside every span)
     NOT_COMPUTABLE = "not computable"
 
     @property
@@ -157,6 +161,7 @@ class Classification:
 
     @property
     def conditions(self) -> tuple:
+        """The dual form's conditions on the parameters (``beta >= 0``); empty without a dual form."""
         return () if self.dual is None else self.dual.conditions
 
     @cached_property
@@ -167,6 +172,7 @@ class Classification:
         return derive(self)
 
     def summary(self) -> str:
+        """The classification as text: objective, computability and why, dual form (``str(c)``)."""
         lines = [f"objective:      {self.objective}", f"computability:  {self.computability}"]
         lines += [f"  why: {r}" for r in self.reasons]
         if self.dual is not None:
@@ -179,6 +185,7 @@ class Classification:
     __str__ = summary
 
     def latex(self) -> str:
+        """The objective, its computability and its dual form as a LaTeX ``aligned`` block."""
         out = [rf"\text{{objective: }} & {self.objective.latex()} \\",
                rf"\text{{computability: }} & \text{{{self.computability}}} \\"]
         if self.dual is not None:

@@ -46,6 +46,7 @@ class Derivation:
 
     @property
     def rules(self) -> tuple[str, ...]:
+        """The name of the rule each step applies, in order."""
         return tuple(s.rule for s in self.steps)
 
     def __str__(self) -> str:
@@ -60,6 +61,7 @@ class Derivation:
         return "\n".join(lines)
 
     def latex(self) -> str:
+        """The derivation as a LaTeX ``aligned`` block, one step a row with its rule."""
         rows = []
         for i, s in enumerate(self.steps):
             body = s.latex_text or grouped(s.objective, latex=True)

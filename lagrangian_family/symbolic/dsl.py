@@ -486,20 +486,27 @@ class DivergenceFamily:
         return self.kind
 
 
-#: The variables.
+#: The observed variable x.
 x = Variable("x")
+#: The latent variable z.
 z = Variable("z")
-#: The model families: ``q(z | x)``, ``p(x, z)``.
+#: The generative family p(x,z) = p(z) p(x|z): ``p(z)``, ``p(x | z)``, ``p(x, z)``.
 p = Family("p")
+#: The inference family q(x,z) = q(x) q(z|x): ``q(x)``, ``q(z | x)``, ``q(x, z)``.
 q = Family("q")
-#: The expectation.
+#: The expectation: ``E[q(x, z)][log(p(x | z))]``.
 E = Expectation()
-#: The divergence families.
+#: The Kullback-Leibler divergence: ``KL(q(z), p(z))``.
 KL = DivergenceFamily("KL")
+#: The Jensen-Shannon divergence, a GAN term with its weight as coefficient: ``JS(q(x), p(x))``.
 JS = DivergenceFamily("JS")
+#: The maximum mean discrepancy: ``MMD(q(z), p(z))``.
 MMD = DivergenceFamily("MMD")
+#: The Wasserstein distance: ``W(q(x), p(x))``.
 W = DivergenceFamily("W")
+#: A general f-divergence: ``D_f(q(x), p(x))``.
 D_f = DivergenceFamily("D_f")
-#: The mutual informations I_q(x;z) and I_p(x;z).
+#: The mutual information I_q(x;z) under q(x,z).
 I_q = MutualInformation("q")
+#: The mutual information I_p(x;z) under p(x,z).
 I_p = MutualInformation("p")

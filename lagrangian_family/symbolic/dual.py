@@ -95,16 +95,18 @@ class DualForm:
     conditions: tuple = ()
     enforces_consistency: bool = False
     dropped: dict = field(default_factory=dict, compare=False)
-    #: what α1 and α2 multiply: I_q(x;z) and I_p(x;z), or their bounds (see :func:`decompose`)
+    #: the objectives α1 and α2 multiply, I_q(x;z) and I_p(x;z) or their bounds (see :func:`decompose`)
     primal: tuple[Objective, Objective] = field(
         default=(MutualInformation("q").as_objective(), MutualInformation("p").as_objective()), compare=False)
 
     @property
     def divergences(self) -> tuple[Divergence, ...]:
+        """The divergences D_i of the multipliers, in order."""
         return tuple(d for _, d in self.multipliers)
 
     @property
     def lambdas(self) -> tuple[sympy.Expr, ...]:
+        """The multipliers λ_i, in the order of :attr:`divergences`."""
         return tuple(lam for lam, _ in self.multipliers)
 
     def objective(self) -> Objective:
@@ -133,6 +135,7 @@ class DualForm:
         return "\n".join(lines)
 
     def latex(self) -> str:
+        """The dual form in LaTeX, with its conditions."""
         body = self.objective().latex()
         cond = ""
         if self.conditions:

@@ -138,10 +138,16 @@ class Objective:
     # -- access ----------------------------------------------------------------
     @property
     def terms(self) -> dict[Term, sympy.Expr]:
-        """A copy of the {term: coefficient} mapping, in the order terms were written."""
+        """A copy of the mapping from each term to its coefficient, in the order terms were written."""
         return dict(self._terms)
 
     def items(self):
+        """The ``(term, coefficient)`` pairs, in the order terms were written.
+
+        >>> from lagrangian_family import parse
+        >>> [(str(t), c) for t, c in parse("2 * I_q(x;z) - I_p(x;z)").items()]
+        [('I_q(x;z)', 2), ('I_p(x;z)', -1)]
+        """
         return self._terms.items()
 
     def __iter__(self):
@@ -151,10 +157,17 @@ class Objective:
         return len(self._terms)
 
     def coefficient(self, term: Term) -> sympy.Expr:
+        """The coefficient of ``term`` as written (0 when absent); no rewriting is applied.
+
+        >>> from lagrangian_family import MutualInformation, parse
+        >>> parse("beta * I_q(x;z)").coefficient(MutualInformation("q"))
+        beta
+        """
         return self._terms.get(term, sympy.Integer(0))
 
     @property
     def free_symbols(self) -> frozenset[sympy.Symbol]:
+        """The parameters (sympy symbols) the coefficients depend on."""
         out: set = set()
         for c in self._terms.values():
             out |= c.free_symbols
@@ -177,6 +190,7 @@ class Objective:
         return Objective({t: c.subs(mapping) for t, c in self._terms.items()})
 
     def as_objective(self) -> Objective:
+        """The objective itself (as :meth:`Term.as_objective` gives a term's)."""
         return self
 
     # -- arithmetic ------------------------------------------------------------

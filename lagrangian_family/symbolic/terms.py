@@ -106,6 +106,7 @@ class Density:
         return self._text()
 
     def latex(self) -> str:
+        """The density in LaTeX (the same text: ``q(z|x)``)."""
         return self._text()
 
     @property
@@ -115,6 +116,7 @@ class Density:
 
     @property
     def is_conditional(self) -> bool:
+        """Whether the density has conditioning variables (``q(z|x)``, not ``q(z)``)."""
         return bool(self.given)
 
     @property
@@ -134,12 +136,22 @@ class Term:
     opaque: ClassVar[bool] = False
 
     def latex(self) -> str:  # pragma: no cover - every subclass overrides
+        """The term in LaTeX (Jupyter shows it through ``_repr_latex_``).
+
+        >>> MutualInformation("q").latex()
+        'I_{q}(x;z)'
+        """
         raise NotImplementedError
 
     def _repr_latex_(self) -> str:
         return f"${self.latex()}$"
 
     def as_objective(self):
+        """The term as an :class:`~lagrangian_family.Objective` of coefficient 1.
+
+        >>> str(MutualInformation("p").as_objective() * 2)
+        '2 * I_p(x;z)'
+        """
         from lagrangian_family.symbolic.objective import Objective
 
         return Objective({self: 1})
@@ -306,6 +318,7 @@ class Divergence(Term):
 
     @property
     def opaque(self) -> bool:  # type: ignore[override]
+        """Whether the divergence is one coordinate of the normal form (every family but KL)."""
         return self.kind != "KL"
 
     @property
@@ -315,6 +328,7 @@ class Divergence(Term):
 
     @property
     def vars(self) -> tuple[str, ...]:
+        """The variables the divergence compares distributions over (its arguments')."""
         return self.left.vars
 
     @property
@@ -369,6 +383,7 @@ class MutualInformation(Term):
 
     @property
     def frame(self) -> str:
+        """The sampling joint the mutual information is under: ``'q'`` or ``'p'``."""
         return self.family
 
     def __str__(self) -> str:

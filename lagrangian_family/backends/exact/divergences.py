@@ -246,7 +246,7 @@ class Geometry:
     """Positions of the values of x and z and the kernel matrices MMD uses.
 
     The joint (x, z) is flattened x-major (index x * nz + z); its kernel defaults to the
-    product ``np.kron(kernel_x, kernel_z)`` and its transport cost to |dx| + |dz|.
+    product ``np.kron(kernel_x, kernel_z)`` and its transport cost to ``|dx| + |dz|``.
     """
 
     positions_x: np.ndarray
@@ -308,10 +308,15 @@ class Geometry:
         return cls(pos["x"], pos["z"], ker["x"], ker["z"], ker["xz"])
 
     def kernel(self, vars: tuple[str, ...]) -> np.ndarray:
+        """The kernel matrix over the values of ``vars``: ``("x",)``, ``("z",)`` or ``("x", "z")``.
+
+        >>> Geometry.build(2, 3).kernel(("z",)).shape
+        (3, 3)
+        """
         return {("x",): self.kernel_x, ("z",): self.kernel_z, ("x", "z"): self.kernel_xz}[tuple(vars)]
 
     def joint_cost(self) -> np.ndarray:
-        """The ground cost |dx| + |dz| between points of the flattened (x, z) grid."""
+        """The ground cost ``|dx| + |dz|`` between points of the flattened (x, z) grid."""
         gx, gz = np.meshgrid(self.positions_x, self.positions_z, indexing="ij")
         px, pz = gx.ravel(), gz.ravel()
         return np.abs(px[:, None] - px[None, :]) + np.abs(pz[:, None] - pz[None, :])

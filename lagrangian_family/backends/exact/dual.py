@@ -88,6 +88,7 @@ class DualResult:
 
     @property
     def final_lambda(self) -> np.ndarray:
+        """The multipliers after the last iteration."""
         return self.lambdas[-1]
 
     @property

@@ -218,10 +218,12 @@ class DiscreteModel:
     # -- shape -----------------------------------------------------------------
     @property
     def nx(self) -> int:
+        """The number of values of x."""
         return int(self.q_x.shape[0])
 
     @property
     def nz(self) -> int:
+        """The number of values of z."""
         return int(self.p_z.shape[0])
 
     @property

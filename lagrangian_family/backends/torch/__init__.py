@@ -1,5 +1,34 @@
 """The torch backend: compile a classified objective into a trainable loss; learn multipliers.
 
+A map of the backend (every name below is importable from here):
+
+* **compile**: :func:`compile_objective` turns a zoo name, a text objective or an
+  :class:`~lagrangian_family.Objective` into a :class:`CompiledObjective` (an ``nn.Module``);
+  calling it on a batch returns a :class:`LossOutput` (``loss`` to differentiate, ``value`` and
+  ``terms`` to log, one :class:`Player` per parameter group: the model, and the critics);
+* **components**: Gaussian MLP and conv encoders, Bernoulli, Gaussian and Laplace decoders,
+  deterministic encoders and generators, :class:`StandardNormalPrior`,
+  :class:`DataSamplerPrior` (samples only) and :class:`DistributionPrior` (any
+  ``torch.distributions`` object as a module); any ``nn.Module`` that returns a distribution
+  or a tensor fits;
+* **estimators**: one per term, chosen by a registry (:func:`register_estimator`,
+  :func:`candidates`, :class:`Estimator`, :class:`Estimate`): :class:`LikelihoodEstimator`
+  (closed-form KL or Monte Carlo), :class:`MMDEstimator`, and the critic-based
+  :class:`GANEstimator`, :class:`FGANEstimator` (:data:`F_DIVERGENCES`) and
+  :class:`WGANGPEstimator`;
+* **Lagrangians**: :class:`Lagrangian` (a primal and constraints ``D_i <= eps_i``) compiles to a
+  :class:`CompiledLagrangian` whose multipliers are learned by a dual updater
+  (:class:`GradientAscent`, :class:`RMSPropAscent`, :func:`paper_preset`, :class:`GECO`);
+  :func:`calibrate_epsilon` sets ε from a reference run;
+  :class:`~lagrangian_family.backends.torch.cooper.CooperProblem` hands it to cooper-optim
+  (the ``cooper`` extra);
+* **training**: :class:`Trainer` (one step per player, dual updates, CSV log, checkpoints);
+* **model files**: :func:`save_model` and :func:`load_model` (a :class:`Model` with
+  ``sample``, ``encode``, ``decode``, ``reconstruct``); :func:`register_component` for custom
+  components;
+* **metrics**: :mod:`.metrics` (mutual information by KDE or mixture, -ELBO, importance-sampled
+  log-likelihood, MMD, constraint values).
+
 >>> import torch, lagrangian_family as lf
 >>> from lagrangian_family.backends.torch import (compile_objective, GaussianMLPEncoder,
 ...     BernoulliMLPDecoder, StandardNormalPrior)

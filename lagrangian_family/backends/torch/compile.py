@@ -405,7 +405,7 @@ class CompiledObjective(nn.Module):
         for n, where in (extra_symbols or {}).items():
             self._needs.setdefault(n, []).extend(where)
         self.symbols = tuple(sorted(set(self.symbols) | set(extra_symbols or ())))
-        #: {alias: symbol}: the zoo's keyword aliases (lam for lambda) of this objective's symbols
+        #: the zoo's keyword aliases of this objective's symbols, alias to symbol name (lam to lambda)
         self.aliases, self._ambiguous = _zoo_aliases(set(self.symbols) | set(self.defaults))
         user_params = self._resolve_aliases(user_params, "params")
         if not lenient:
@@ -436,6 +436,7 @@ class CompiledObjective(nn.Module):
 
     @property
     def terms(self) -> list[str]:
+        """The text of every lowered term, in order (the keys of ``out.terms``)."""
         return list(self._texts)
 
     def model_parameters(self) -> list[nn.Parameter]:
@@ -667,29 +668,48 @@ def compile_objective(objective, *, encoder: nn.Module, decoder: nn.Module, prio
 
     Parameters
     ----------
-    objective: what to compile. A zoo name binds the zoo's default parameter values
-        (overridable per call).
-    encoder, decoder, prior: the components (see :mod:`.components`).
-    critics: {term | term text | divergence kind: nn.Module} replacing default critics; a critic
+    objective
+        What to compile. A zoo name binds the zoo's default parameter values (overridable per call).
+    encoder, decoder, prior
+        The components (see :mod:`.components`).
+    critics
+        ``{term | term text | divergence kind: nn.Module}`` replacing default critics; a critic
         takes the flattened samples ``(n, d)`` (x before z for joints) and returns ``(n,)`` or ``(n, 1)``.
-    estimators: {term | term text | kind: name | "name:opt=value,..." | Estimator | factory},
+    estimators
+        ``{term | term text | kind: name | "name:opt=value,..." | Estimator | factory}``,
         e.g. ``{"JS": "gan-saturating", "MMD": "mmd:kernel=imq", "D_f": "fgan:pearson"}``.
-    params: default values of symbols (``{"beta": 4.0}``); per-call values override them. A
-        name that is no symbol of the objective raises, as it does at call time.
-    example_x: a batch of data for a compile-time dry run (shape and range checks).
-    decoder_sample: "sample" or "mean": what a sample of p(x) with a path gradient is when the
+    params
+        Default values of symbols (``{"beta": 4.0}``); per-call values override them. A name
+        that is no symbol of the objective raises, as it does at call time.
+    example_x
+        A batch of data for a compile-time dry run (shape and range checks).
+    decoder_sample
+        ``"sample"`` or ``"mean"``: what a sample of p(x) with a path gradient is when the
         decoder's distribution has no ``rsample`` (only likelihood-free terms use it).
-    mmd_kernel, mmd_biased: the MMD convention (``"paper"``: exp(-||a-b||^2/d^2), biased
-        V-statistic; see :mod:`.estimators.mmd`).
-    critic_hidden: width of default critics (default ``clamp(2 d, 32, 256)``).
-    fold_kl: estimate c·E_q[log q(z|x)] - c·E_q[log p(z)] as an analytic KL where possible.
+    mmd_kernel, mmd_biased
+        The MMD convention (``"paper"``: ``exp(-||a-b||^2/d^2)``, biased V-statistic; see
+        :mod:`.estimators.mmd`).
+    critic_hidden
+        Width of default critics (default ``clamp(2 d, 32, 256)``).
+    fold_kl
+        Estimate ``c·E_q[log q(z|x)] - c·E_q[log p(z)]`` as an analytic KL where possible.
 
-    Raises :class:`~lagrangian_family.errors.ObjectiveError` when the objective is not
-    computable (saying why), when a term needs what a component cannot give (log p(x|z) of an
-    implicit decoder, a path-gradient sample), on a shape mismatch, and on an option that
-    would otherwise be ignored: an unknown ``mmd_kernel``, a key of ``estimators`` or
-    ``critics`` that matches no term, a name in ``params`` that is no symbol.
+    Returns
+    -------
+    CompiledObjective
+        The loss: ``loss_fn(x, **values)`` returns a :class:`LossOutput`.
 
+    Raises
+    ------
+    ObjectiveError
+        When the objective is not computable (saying why), when a term needs what a component
+        cannot give (log p(x|z) of an implicit decoder, a path-gradient sample), on a shape
+        mismatch, and on an option that would otherwise be ignored: an unknown ``mmd_kernel``,
+        a key of ``estimators`` or ``critics`` that matches no term, a name in ``params`` that
+        is no symbol.
+
+    Examples
+    --------
     >>> import torch, lagrangian_family as lf
     >>> from lagrangian_family.backends.torch import (GaussianMLPEncoder, DeterministicMLPDecoder,
     ...     StandardNormalPrior)

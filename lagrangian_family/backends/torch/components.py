@@ -127,6 +127,7 @@ class GaussianMLPEncoder(nn.Module):
                               min_log_scale=min_log_scale, max_log_scale=max_log_scale)
 
     def forward(self, x: torch.Tensor) -> Distribution:
+        """q(z|x) for a batch ``x`` ``(n, x_dim)`` (or any shape that flattens to it): ``Independent(Normal, 1)``."""
         h = self.act(self.body(x.reshape(x.shape[0], -1)))
         loc, log_scale = self.head(h).chunk(2, dim=-1)
         log_scale = log_scale.clamp(self.min_log_scale, self.max_log_scale)
@@ -151,6 +152,7 @@ class DeterministicMLPEncoder(nn.Module):
         self.config = _config(x_dim=self.x_dim, z_dim=self.z_dim, hidden=hidden, activation=activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The codes z = f(x), a tensor ``(n, z_dim)``, for a batch ``x`` ``(n, x_dim)``."""
         return self.net(x.reshape(x.shape[0], -1))
 
 
@@ -196,6 +198,7 @@ class GaussianConvEncoder(nn.Module):
         self.config = _config(channels=channels, image_size=image_size, z_dim=z_dim, width=width, hidden=hidden)
 
     def forward(self, x: torch.Tensor) -> Distribution:
+        """q(z|x) for a batch of images (or flat rows): ``Independent(Normal, 1)`` over ``(n, z_dim)``."""
         x = x.reshape(x.shape[0], *self.x_shape)
         loc, log_scale = self.fc(self.body(x)).chunk(2, dim=-1)
         return Independent(Normal(loc, log_scale.clamp(-10.0, 10.0).exp()), 1)
@@ -233,6 +236,7 @@ class BernoulliMLPDecoder(_MLPDecoder):
         self.config = _config(z_dim=self.z_dim, x_shape=self.x_shape, hidden=hidden, activation=activation)
 
     def forward(self, z: torch.Tensor) -> Distribution:
+        """p(x|z) for codes ``z`` ``(n, z_dim)``: Bernoulli logits, independent over ``x_shape``."""
         (logits,) = self._params(z)
         return Independent(Bernoulli(logits=logits), len(self.x_shape))
 
@@ -252,6 +256,7 @@ class _LocScaleMLPDecoder(_MLPDecoder):
                               scale=scale)
 
     def forward(self, z: torch.Tensor) -> Distribution:
+        """p(x|z) for codes ``z`` ``(n, z_dim)``: ``distribution(loc, scale)``, independent over ``x_shape``."""
         params = self._params(z)
         loc = params[0]
         if self.fixed_scale is not None:
@@ -309,6 +314,7 @@ class DeterministicMLPDecoder(_MLPDecoder):
                               output=output)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """The generated batch x = g(z), a tensor ``(n, *x_shape)``, for codes ``z`` ``(n, z_dim)``."""
         (x,) = self._params(z)
         if self.output == "sigmoid":
             return torch.sigmoid(x)
@@ -356,6 +362,7 @@ class BernoulliConvDecoder(nn.Module):
         self.config = _config(z_dim=z_dim, channels=channels, image_size=image_size, width=width, hidden=hidden)
 
     def forward(self, z: torch.Tensor) -> Distribution:
+        """p(x|z) for codes ``z`` ``(n, z_dim)``: Bernoulli logits over ``(channels, size, size)``."""
         return Independent(Bernoulli(logits=self.body(z)), 3)
 
 
@@ -383,6 +390,7 @@ class GaussianConvDecoder(nn.Module):
                               scale=scale)
 
     def forward(self, z: torch.Tensor) -> Distribution:
+        """p(x|z) for codes ``z`` ``(n, z_dim)``: a Normal over ``(channels, size, size)``."""
         loc = self.body(z)
         if self.fixed_scale is not None:
             scale = torch.full_like(loc, float(self.fixed_scale))
@@ -409,17 +417,21 @@ class StandardNormalPrior(nn.Module):
         self.register_buffer("scale", torch.ones(self.z_dim), persistent=False)
 
     def distribution(self) -> Distribution:
+        """p(z) as a torch distribution, ``Independent(Normal(0, 1), 1)`` on the buffers' device."""
         return Independent(Normal(self.loc, self.scale), 1)
 
     def sample(self, n: int) -> torch.Tensor:
+        """``n`` draws of z, a tensor ``(n, dim)`` (reparameterised: ``rsample`` is the same)."""
         return torch.randn(n, self.z_dim, device=self.loc.device, dtype=self.loc.dtype)
 
     rsample = sample
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) of each row of ``z`` ``(n, dim)``, summed over the dimensions: shape ``(n,)``."""
         return -0.5 * (z * z).sum(-1) - 0.5 * self.z_dim * math.log(2 * math.pi)
 
     def forward(self, n: int) -> torch.Tensor:  # pragma: no cover - convenience
+        """``prior(n)`` is ``prior.sample(n)``."""
         return self.sample(n)
 
 
@@ -458,8 +470,10 @@ class DataSamplerPrior(nn.Module):
         self.config = _config(source=source)
 
     def sample(self, n: int) -> torch.Tensor:
+        """``n`` rows of the data, drawn uniformly with replacement: ``(n, *row_shape)``."""
         idx = torch.randint(0, self.data.shape[0], (n,), device=self.data.device)
         return self.data[idx]
 
     def forward(self, n: int) -> torch.Tensor:  # pragma: no cover - convenience
+        """``prior(n)`` is ``prior.sample(n)``."""
         return self.sample(n)

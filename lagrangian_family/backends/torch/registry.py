@@ -66,6 +66,11 @@ class Estimator(nn.Module):
         self.term = term
 
     def forward(self, s: Samples) -> Estimate:  # pragma: no cover - abstract
+        """The term's :class:`Estimate` on the shared samples ``s`` of one call.
+
+        Reads only the sample keys in ``requires``; the value is a mean over the batch, and the
+        surrogate and critic loss are set where they differ from the value or exist.
+        """
         raise NotImplementedError
 
     def extra_repr(self) -> str:

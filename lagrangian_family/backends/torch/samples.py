@@ -213,6 +213,7 @@ class DistributionPrior(nn.Module):
 
     @property
     def has_rsample(self) -> bool:
+        """Whether the distribution draws reparameterised samples (a path gradient)."""
         return self._dist.has_rsample
 
     def distribution(self) -> Distribution:
@@ -229,6 +230,7 @@ class DistributionPrior(nn.Module):
         return per_example(self._dist.log_prob(z), z.shape[0])
 
     def forward(self, n: int) -> torch.Tensor:  # pragma: no cover - convenience
+        """``prior(n)`` is ``prior.sample(n)``."""
         return self.sample(n)
 
     def extra_repr(self) -> str:

@@ -266,6 +266,7 @@ class Trainer:
 
     # -- data -----------------------------------------------------------------------------------
     def device(self) -> torch.device:
+        """The device of the loss's first parameter or buffer (CPU when it has none)."""
         if self._device is None:
             for t in list(self.loss_fn.parameters()) + list(self.loss_fn.buffers()):
                 self._device = t.device
@@ -275,6 +276,7 @@ class Trainer:
         return self._device
 
     def next_batch(self) -> torch.Tensor:
+        """The next training batch, on :meth:`device` (a new shuffle at each epoch's start)."""
         x = self.batches.next()
         x = torch.as_tensor(x)
         return x if x.device == self.device() else x.to(self.device())
@@ -376,6 +378,7 @@ class Trainer:
 
     # -- logs -----------------------------------------------------------------------------------
     def record(self, out) -> dict:
+        """The log row of a step's :class:`.LossOutput`: losses, terms, constraints, λ (floats)."""
         row = {"step": self.step_count, "loss": _scalar(out.loss), "value": _scalar(out.value)}
         c = out.players["critic"].loss
         if c is not None:
@@ -483,6 +486,7 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything a resumed run needs: step, weights, optimisers, dual updater, batches, RNGs."""
         return {
             "step": self.step_count,
             "loss_fn": self.loss_fn.state_dict(),
@@ -494,10 +498,12 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict, *, source: str | os.PathLike | None = None) -> None:
-        """Restore a :meth:`state_dict`, all or nothing: a state that does not fit this trainer (missing
-        keys, a negative step, tensors of other shapes or dtypes, non-finite weights, a batch order
-        that is not a permutation, other random states) raises :class:`CheckpointError` and leaves
-        the trainer as it was."""
+        """Restore a :meth:`state_dict`: the run continues as the one that saved it.
+
+        All or nothing: a state that does not fit this trainer (missing keys, a negative step,
+        tensors of other shapes or dtypes, non-finite weights, a batch order that is not a
+        permutation, other random states) raises :class:`CheckpointError` (naming ``source``, the
+        file it came from) and leaves the trainer as it was."""
         where = f"checkpoint {source}" if source is not None else "the state"
         problem = _state_problem(self, state)
         if problem is not None:

@@ -81,9 +81,12 @@ class DualUpdater:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
+        """The updater's running state (accumulated violations, counters, and a subclass's own);
+        λ itself lives in the Lagrangian's ``state_dict``."""
         return {"acc": self._acc.clone(), "count": self._count, "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`."""
         self._acc = state["acc"].to(self._acc)
         self._count = int(state["count"])
         self.updates = int(state["updates"])

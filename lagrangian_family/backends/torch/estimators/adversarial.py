@@ -89,6 +89,7 @@ class _CriticEstimator(Estimator):
         self.critic = critic
 
     def scores(self, s) -> Scores:
+        """The critic's :class:`Scores` of the two arguments' samples in ``s``, on both paths."""
         a, b = self._left(s), self._right(s)
         b = b.to(a.dtype)
         return Scores(*critic_paths(self.critic, a, b), a.detach(), b.detach())
