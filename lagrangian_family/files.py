@@ -286,6 +286,11 @@ class FolderLock:
             os.close(fd)
 
     def acquire(self, wait: bool = False, on_wait: Callable[[str], None] | None = None) -> FolderLock:
+        """Take the lock and name this process in the lock file; returns ``self``.
+
+        Raises :class:`FolderBusyError` when another process holds it, unless ``wait``: then
+        ``on_wait(holder)`` is called once and this blocks until the holder releases it (or dies).
+        """
         import fcntl
 
         if self._fd is not None:
@@ -335,6 +340,7 @@ class FolderLock:
 
     @property
     def locked(self) -> bool:
+        """Whether this object holds the lock now."""
         return self._fd is not None
 
     def __enter__(self) -> FolderLock:
