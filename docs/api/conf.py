@@ -40,10 +40,12 @@ PUBLIC_MODULES = [
     "lagrangian_family.backends.torch",
     "lagrangian_family.backends.torch.metrics",
     "lagrangian_family.backends.torch.cooper",
+    "lagrangian_family.backends.torch.checkpoint",
     "lagrangian_family.backends.exact",
     "lagrangian_family.data",
     "lagrangian_family.data_sources",
     "lagrangian_family.images",
+    "lagrangian_family.files",
     "lagrangian_family.evaluate",
     "lagrangian_family.cli",
 ]

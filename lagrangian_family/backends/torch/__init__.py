@@ -22,7 +22,8 @@ A map of the backend (every name below is importable from here):
   :func:`calibrate_epsilon` sets ε from a reference run;
   :class:`~lagrangian_family.backends.torch.cooper.CooperProblem` hands it to cooper-optim
   (the ``cooper`` extra);
-* **training**: :class:`Trainer` (one step per player, dual updates, CSV log, checkpoints);
+* **training**: :class:`Trainer` (one step per player, dual updates, CSV log, checkpoints:
+  versioned and checksummed by :mod:`.checkpoint`, a damaged one raises :class:`CheckpointError`);
 * **model files**: :func:`save_model` and :func:`load_model` (a :class:`Model` with
   ``sample``, ``encode``, ``decode``, ``reconstruct``); :func:`register_component` for custom
   components;
@@ -50,6 +51,7 @@ of weight w is w·JS(a || b), estimated as (V + log 4)/2 from the discriminator'
 """
 
 from . import components, metrics
+from .checkpoint import CheckpointError
 from .compile import CompiledObjective, LossOutput, Player, compile_objective
 from .components import *  # noqa: F403  (the names of components.__all__, re-exported below)
 from .estimators import F_DIVERGENCES, FGANEstimator, GANEstimator, LikelihoodEstimator, MMDEstimator, WGANGPEstimator
@@ -76,6 +78,7 @@ __all__ = [
     "paper_preset",
     "Trainer",
     "NonFiniteLossError",
+    "CheckpointError",
     "DistributionPrior",
     "metrics",
     "register_estimator",

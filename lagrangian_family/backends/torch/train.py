@@ -10,6 +10,9 @@ Checkpoints hold the compiled loss's ``state_dict`` (components, critics, multip
 both optimisers, the updater, the batch sampler and the random states of torch (CPU and
 CUDA), numpy and Python, so a resumed run continues exactly as the uninterrupted one on
 CPU (when the data is a tensor or an indexable dataset; an arbitrary iterable restarts).
+They are versioned, checksummed and written atomically (:mod:`.checkpoint`); :meth:`Trainer.load`
+verifies the file and that the state fits this trainer, all or nothing, and cuts the CSV log
+back to the checkpoint's step.
 
 >>> import torch
 >>> from lagrangian_family.backends.torch import (compile_objective, GaussianMLPEncoder,
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
 import os
 import random
 from collections.abc import Callable, Mapping
@@ -37,11 +41,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from lagrangian_family.errors import NonFiniteLossError, ObjectiveError
+
+from .checkpoint import CheckpointError
+
 __all__ = ["Trainer", "NonFiniteLossError"]
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the message names the term(s) responsible."""
 
 
 class _TensorBatches:
@@ -51,7 +57,11 @@ class _TensorBatches:
         self.data = data
         self.n = len(data)
         if self.n == 0:
-            raise ValueError("the dataset is empty")
+            raise ObjectiveError("the training data is empty", expected="at least one example", given="0 examples",
+                                 fix="check how the data was loaded")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ObjectiveError(f"batch_size={batch_size!r} is not a batch size", expected="a positive integer",
+                                 given=repr(batch_size), fix="e.g. batch_size=100")
         self.batch_size = min(int(batch_size), self.n)
         self.gen = torch.Generator()
         self.gen.manual_seed(int(seed))
@@ -66,6 +76,7 @@ class _TensorBatches:
             self.epoch += 1
         idx = self.perm[self.pos:self.pos + self.batch_size]
         self.pos += self.batch_size
+        self.last_index = idx
         if isinstance(self.data, torch.Tensor):
             return self.data[idx]
         items = [self.data[int(i)] for i in idx]
@@ -162,6 +173,46 @@ def _scalar(t) -> float:
     return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)
 
 
+def _listing(items: list, n: int = 8) -> str:
+    """``1, 4, 7`` (at most ``n`` items, then how many more)."""
+    head = ", ".join(str(i) for i in items[:n])
+    return head + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _culprit(module: nn.Module, err: BaseException) -> str:
+    """The component whose code raised ``err`` (the innermost named submodule on its traceback)."""
+    import traceback
+
+    names = {id(m): n for n, m in module.named_modules() if n}
+    found = None
+    for frame, _ in traceback.walk_tb(err.__traceback__):
+        owner = frame.f_locals.get("self")
+        if owner is not None and id(owner) in names:
+            found = names[id(owner)]  # the innermost wins
+    if found is None:
+        return "a component"
+    top = found.split(".")[0]
+    return f"the {top}" if top == found else f"the {top} ({found})"
+
+
+def _distribution_argument(line: str) -> str:
+    """``loc of Normal`` from torch's message ``Expected parameter loc (...) of distribution Normal(...)``."""
+    import re
+
+    m = re.search(r"parameter (\w+) .*?of distribution (\w+)", line)
+    return f"{m.group(1)} of {m.group(2)} is NaN or infinite" if m else line[:120]
+
+
+def _largest_parameter(module: nn.Module) -> str:
+    best, where = 0.0, "none"
+    for n, p in module.named_parameters():
+        if p.numel():
+            v = float(p.detach().abs().max())
+            if v >= best:
+                best, where = v, n
+    return f"|{where}| = {best:.3g}"
+
+
 class Trainer:
     """Train a compiled objective (or compiled Lagrangian).
 
@@ -170,8 +221,11 @@ class Trainer:
     ``params -> optimiser`` (defaults: Adam 1e-3; Adam 1e-3 with betas (0.5, 0.9) for critics).
     ``updater``: a dual updater (:mod:`.updaters`) for a compiled Lagrangian. ``params``: symbol
     values bound for the whole run. ``callback(trainer, out)`` runs after every step; returning
-    True stops training. ``log_csv``: a path to append logs every ``log_every`` steps.
-    ``checkpoint``: a path saved every ``checkpoint_every`` steps and at the end of ``train``.
+    True stops training. ``log_csv``: a path to append logs every ``log_every`` steps (one row per
+    step: rows of steps after the trainer's own, left by an interrupted run, are dropped when it
+    resumes). ``checkpoint``: a path saved every ``checkpoint_every`` steps and at the end of
+    ``train`` (:mod:`.checkpoint`). A batch holding NaN or inf raises :class:`NonFiniteLossError`
+    naming its examples before the forward pass.
     ``seed``: the batch order's seed (default: drawn from torch's global generator).
     """
 
@@ -208,6 +262,7 @@ class Trainer:
         self.step_count = 0
         self._device = None
         self._csv_fields: list[str] | None = None
+        self._log_synced = False
 
     # -- data -----------------------------------------------------------------------------------
     def device(self) -> torch.device:
@@ -250,19 +305,50 @@ class Trainer:
                                  "Lower the learning rate, check the data range, or clip gradients "
                                  "(max_grad_norm=...)")
 
+    def _check_batch(self, x) -> None:
+        """A batch holding NaN or inf stops training here, naming its examples, before any term
+        (or a distribution's argument check) meets the bad value."""
+        if not isinstance(x, torch.Tensor) or not (x.is_floating_point() or x.is_complex()):
+            return
+        if bool(torch.isfinite(x).all()):
+            return
+        flat = x.reshape(x.shape[0], -1) if x.dim() > 0 else x.reshape(1, 1)
+        rows = (~torch.isfinite(flat)).any(dim=1).nonzero().flatten().tolist()
+        first = flat[rows[0]][~torch.isfinite(flat[rows[0]])][0].item()
+        plural = "s" if len(rows) > 1 else ""
+        where = f"row{plural} {_listing(rows)} of the batch"
+        idx = getattr(self.batches, "last_index", None)
+        if isinstance(self.batches, _TensorBatches) and idx is not None and len(idx) == flat.shape[0]:
+            where += f" (example{plural} {_listing([int(idx[r]) for r in rows])} of the dataset)"
+        raise NonFiniteLossError(
+            f"the data batch of step {self.step_count + 1} holds NaN or infinite values in {len(rows)} of its "
+            f"{flat.shape[0]} examples: {where}; the first bad value is {first}. Clean the data (keep the "
+            "examples where torch.isfinite(x).flatten(1).all(1)), or check how it was loaded and scaled")
+
     def _forward(self, x):
-        """The loss on a batch; a failure caused by non-finite parameters is reported as such."""
+        """The loss on a batch; a failure caused by non-finite parameters or outputs is reported as such."""
+        self._check_batch(x)
         try:
             return self.loss_fn(x, self.params)
+        except ObjectiveError:  # already says what is wrong (data outside the decoder's support, ...)
+            raise
         except (ValueError, RuntimeError) as err:
             bad = [n for n, p in self.loss_fn.named_parameters() if not torch.isfinite(p).all()]
-            if not bad:
-                raise
-            raise NonFiniteLossError(
-                f"at step {self.step_count + 1} the parameters {', '.join(bad[:5])}"
-                f"{' ...' if len(bad) > 5 else ''} are no longer finite (a previous update diverged), so the "
-                f"forward pass failed ({type(err).__name__}: {str(err).splitlines()[0]}). Lower the learning "
-                "rate, clip gradients (max_grad_norm=...), or check the data") from err
+            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if bad:
+                raise NonFiniteLossError(
+                    f"at step {self.step_count + 1} the parameters {', '.join(bad[:5])}"
+                    f"{' ...' if len(bad) > 5 else ''} are no longer finite (a previous update diverged), so the "
+                    f"forward pass failed ({type(err).__name__}: {first_line}). Lower the learning "
+                    "rate, clip gradients (max_grad_norm=...), or check the data") from err
+            if isinstance(err, ValueError) and "to satisfy the constraint" in first_line:
+                raise NonFiniteLossError(
+                    f"at step {self.step_count + 1} {_culprit(self.loss_fn, err)} returned a distribution with "
+                    f"invalid parameters ({_distribution_argument(first_line)}), although every parameter is "
+                    f"finite (the largest in size: {_largest_parameter(self.loss_fn)}): the training diverged or "
+                    "the network overflowed. Lower the learning rate, clip gradients (max_grad_norm=...), or "
+                    "check the data range") from err
+            raise
 
     def critic_step(self) -> None:
         """One critic-only update on a fresh batch."""
@@ -311,17 +397,61 @@ class Trainer:
             return
         new = not os.path.exists(self.log_csv) or os.path.getsize(self.log_csv) == 0
         if self._csv_fields is None:
-            if not new:
-                with open(self.log_csv, newline="") as f:
-                    header = next(csv.reader(f), None)
-                self._csv_fields = header or list(row)
-            else:
-                self._csv_fields = list(row)
+            self._csv_fields = list(row)
         with open(self.log_csv, "a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self._csv_fields, extrasaction="ignore")
             if new:
                 w.writeheader()
             w.writerow(row)
+
+    def _sync_log(self) -> None:
+        """Make the CSV log agree with the trainer's step: keep the complete rows of steps up to
+        :attr:`step_count` (once each: rows are keyed by step) and drop the rest: the rows a killed
+        run wrote after its last checkpoint, which the resumed run writes again, and a line cut
+        short by the kill. Called on :meth:`load` and before the first row is written."""
+        self._log_synced = True
+        self._csv_fields = None
+        if self.log_csv is None or not os.path.exists(self.log_csv):
+            return
+        from lagrangian_family.files import atomic_write
+
+        with open(self.log_csv, newline="") as f:
+            text = f.read()
+        lines = text.splitlines(keepends=True)
+        if lines and not lines[-1].endswith(("\n", "\r")):
+            lines = lines[:-1]  # a row cut short
+        rows = list(csv.reader(lines))
+        if not rows:
+            if text:
+                atomic_write(self.log_csv, b"")
+            return
+        header = rows[0]
+        if "step" not in header:
+            raise ObjectiveError(f"log_csv {self.log_csv} is not a training log", expected="a CSV file with a "
+                                 "'step' column (written by Trainer)", given=f"columns {header[:6]}",
+                                 fix="pass another log_csv path, or remove that file")
+        col = header.index("step")
+        kept, last = [header], -1
+        for r in rows[1:]:
+            try:
+                step = int(r[col]) if len(r) == len(header) else None
+            except ValueError:
+                step = None
+            if step is not None and last < step <= self.step_count:
+                kept.append(r)
+                last = step
+        self._csv_fields = header
+        if len(kept) == len(rows) and len(lines) == len(text.splitlines(keepends=True)):
+            return
+
+        def write(f):
+            import io
+
+            buf = io.StringIO(newline="")
+            csv.writer(buf).writerows(kept)
+            f.write(buf.getvalue().encode())
+
+        atomic_write(self.log_csv, write)
 
     # -- the loop -------------------------------------------------------------------------------
     def train(self, steps: int) -> list[dict]:
@@ -330,6 +460,8 @@ class Trainer:
         A NaN or infinite loss raises :class:`NonFiniteLossError` naming the term(s)."""
         from tqdm import tqdm
 
+        if not self._log_synced:
+            self._sync_log()
         history = []
         bar = tqdm(total=steps, disable=not self.progress, leave=False)
         try:
@@ -365,8 +497,34 @@ class Trainer:
             "rng": _rng_state(),
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict`: the run continues as the one that saved it."""
+    def load_state_dict(self, state: dict, *, source: str | os.PathLike | None = None) -> None:
+        """Restore a :meth:`state_dict`: the run continues as the one that saved it.
+
+        All or nothing: a state that does not fit this trainer (missing keys, a negative step,
+        tensors of other shapes or dtypes, non-finite weights, a batch order that is not a
+        permutation, other random states) raises :class:`CheckpointError` (naming ``source``, the
+        file it came from) and leaves the trainer as it was."""
+        where = f"checkpoint {source}" if source is not None else "the state"
+        problem = _state_problem(self, state)
+        if problem is not None:
+            raise CheckpointError(f"{where} does not fit this trainer: {problem}", path=source,
+                                  expected="a checkpoint of this trainer: the same objective, components, "
+                                           "optimisers, updater and data", given=problem,
+                                  fix="resume with the settings the checkpoint was written with, or start over "
+                                      "without it")
+        import copy
+
+        backup = copy.deepcopy(self.state_dict())
+        try:
+            self._load_state(state)
+        except Exception as err:  # noqa: BLE001 - whatever a bad state raises, the trainer is restored
+            self._load_state(backup)
+            raise CheckpointError(f"{where} does not fit this trainer: {type(err).__name__}: "
+                                  f"{str(err).splitlines()[0] if str(err) else ''}", path=source,
+                                  expected="a checkpoint of this trainer", given=type(err).__name__,
+                                  fix="resume with the settings the checkpoint was written with") from err
+
+    def _load_state(self, state: dict) -> None:
         self.step_count = int(state["step"])
         self.loss_fn.load_state_dict(state["loss_fn"])
         if self.model_optimizer is not None and state["model_optimizer"] is not None:
@@ -379,11 +537,162 @@ class Trainer:
         _set_rng_state(state["rng"])
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write a checkpoint (atomically: a temporary file, then a rename)."""
-        tmp = f"{path}.tmp"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        """Write a checkpoint (:mod:`.checkpoint`: versioned, checksummed, atomic)."""
+        from .checkpoint import save
+
+        save(path, self.state_dict(), kind="trainer")
 
     def load(self, path: str | os.PathLike) -> None:
-        """Restore a checkpoint written by :meth:`save`; training then continues exactly."""
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        """Restore a checkpoint written by :meth:`save`; training then continues exactly.
+
+        The file is verified (format, version, checksum) and must fit this trainer; any problem
+        raises :class:`~.checkpoint.CheckpointError` naming the file, and the trainer is unchanged.
+        The CSV log is cut back to the checkpoint's step (rows are keyed by step)."""
+        from .checkpoint import load
+
+        self.load_state_dict(load(path, kind="trainer"), source=path)
+        self._sync_log()
+
+
+# -- what a loadable state looks like -------------------------------------------------------------
+
+def _describe(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"{x.dtype} tensor of shape {tuple(x.shape)}"
+    return type(x).__name__
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _same_structure(template, value, where: str) -> str | None:
+    """None when ``value`` has the layout of ``template`` (keys, lengths, tensor shapes and dtypes,
+    kinds of plain values), else what differs first."""
+    if isinstance(template, torch.Tensor):
+        if not isinstance(value, torch.Tensor):
+            return f"{where} is a {_describe(value)}, expected a {_describe(template)}"
+        if value.shape != template.shape or value.dtype != template.dtype:
+            return f"{where} is a {_describe(value)}, expected a {_describe(template)}"
+        return None
+    if isinstance(template, Mapping):
+        if not isinstance(value, Mapping):
+            return f"{where} is a {_describe(value)}, expected a dict"
+        missing = [k for k in template if k not in value]
+        extra = [k for k in value if k not in template]
+        if missing or extra:
+            parts = ([f"missing {_listing([repr(k) for k in missing], 4)}"] if missing else []) + \
+                    ([f"unexpected {_listing([repr(k) for k in extra], 4)}"] if extra else [])
+            return f"{where}: " + "; ".join(parts)
+        for k in template:
+            p = _same_structure(template[k], value[k], f"{where}[{k!r}]")
+            if p is not None:
+                return p
+        return None
+    if isinstance(template, (list, tuple)):
+        if not isinstance(value, (list, tuple)) or len(value) != len(template):
+            n = len(value) if isinstance(value, (list, tuple)) else "-"
+            return f"{where} is a {_describe(value)} of length {n}, expected length {len(template)}"
+        for i, (t, v) in enumerate(zip(template, value)):
+            p = _same_structure(t, v, f"{where}[{i}]")
+            if p is not None:
+                return p
+        return None
+    if template is None or value is None:
+        return None  # optional values (a cached Gaussian draw, a closure)
+    if isinstance(template, bool) or isinstance(value, bool):
+        return None if isinstance(template, bool) == isinstance(value, bool) else \
+            f"{where} is a {_describe(value)}, expected a {_describe(template)}"
+    if isinstance(template, (int, float)):
+        if not isinstance(value, (int, float)):
+            return f"{where} is a {_describe(value)}, expected a number"
+        return None
+    if type(value) is not type(template):
+        return f"{where} is a {_describe(value)}, expected a {_describe(template)}"
+    return None
+
+
+_KEYS = ("step", "loss_fn", "model_optimizer", "critic_optimizer", "updater", "batches", "rng")
+
+
+def _optimizer_problem(name: str, optimizer, saved, params) -> str | None:
+    if optimizer is None:
+        return None
+    if saved is None:
+        return f"it has no {name} state, but this trainer has a {name}"
+    if not isinstance(saved, Mapping) or not isinstance(saved.get("param_groups"), list) or \
+            not isinstance(saved.get("state"), Mapping):
+        return f"its {name} state is not an optimiser state_dict (keys 'state' and 'param_groups')"
+    groups = optimizer.state_dict()["param_groups"]
+    if len(saved["param_groups"]) != len(groups):
+        return f"its {name} has {len(saved['param_groups'])} parameter groups, this one {len(groups)}"
+    by_id = {}
+    for g_saved, g_own, own_group in zip(saved["param_groups"], groups, optimizer.param_groups):
+        ids = g_saved.get("params") if isinstance(g_saved, Mapping) else None
+        if not isinstance(ids, list) or len(ids) != len(g_own["params"]):
+            return f"its {name}'s parameter groups hold other numbers of parameters"
+        by_id.update(zip(ids, own_group["params"]))
+    for pid, st in saved["state"].items():
+        if pid not in by_id:
+            return f"its {name} has state for a parameter {pid!r} this optimiser does not have"
+        if not isinstance(st, Mapping):
+            return f"its {name}'s state of parameter {pid!r} is not a dict"
+        p = by_id[pid]
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor) and v.dim() > 0:
+                if v.shape != p.shape:
+                    return f"its {name}'s {k!r} of parameter {pid!r} has shape {tuple(v.shape)}, the parameter " \
+                           f"{tuple(p.shape)}"
+                if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                    return f"its {name}'s {k!r} of parameter {pid!r} holds NaN or infinite values"
+    return None
+
+
+def _state_problem(trainer: Trainer, state) -> str | None:
+    """What makes ``state`` unfit for ``trainer``, or None."""
+    if not isinstance(state, Mapping):
+        return f"the state is a {_describe(state)}, not a dict"
+    missing = [k for k in _KEYS if k not in state]
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    step = state["step"]
+    if not _is_int(step) or step < 0:
+        return f"its step is {step!r}, not a non-negative integer"
+    p = _same_structure(trainer.loss_fn.state_dict(), state["loss_fn"], "loss_fn")
+    if p is not None:
+        return p
+    for k, v in state["loss_fn"].items():
+        if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex()) and \
+                not bool(torch.isfinite(v).all()):
+            return f"loss_fn[{k!r}] holds NaN or infinite values"
+    for name, opt, params in (("model_optimizer", trainer.model_optimizer, trainer.model_params),
+                              ("critic_optimizer", trainer.critic_optimizer, trainer.critic_params)):
+        p = _optimizer_problem(name, opt, state[name], params)
+        if p is not None:
+            return p
+    if trainer.updater is not None:
+        if state["updater"] is None:
+            return "it has no updater state, but this trainer has a dual updater"
+        p = _same_structure(trainer.updater.state_dict(), state["updater"], "updater")
+        if p is not None:
+            return p
+    p = _same_structure(trainer.batches.state_dict(), state["batches"], "batches")
+    if p is not None:
+        return p
+    if isinstance(trainer.batches, _TensorBatches):
+        b, n = state["batches"], trainer.batches.n
+        if not _is_int(b["pos"]) or not 0 <= b["pos"] <= n or not _is_int(b["epoch"]) or b["epoch"] < 0:
+            return f"its batch position {b['pos']!r} (epoch {b['epoch']!r}) is outside 0..{n}"
+        if not torch.equal(torch.sort(b["perm"]).values, torch.arange(n, dtype=b["perm"].dtype)):
+            return f"its batch order is not a permutation of the {n} examples"
+    rng, template = state["rng"], _rng_state()
+    if isinstance(rng, Mapping):
+        template = {k: v for k, v in template.items() if k != "cuda"}
+        rng = {k: v for k, v in rng.items() if k != "cuda"}
+    p = _same_structure(template, rng, "rng")
+    if p is not None:
+        return p
+    pos = rng["numpy"]["pos"]
+    if not _is_int(pos) or not 0 <= pos <= 624 or rng["numpy"]["name"] != "MT19937":
+        return "its numpy random state is not a Mersenne Twister state"
+    return None
