@@ -182,7 +182,26 @@ def rank_main(rank: int, world: int, rendezvous: str, out: str, single_checkpoin
         results["mmd"] = {"u": u, "v": v, "value": value.detach(), "grad": grad,
                           "mean_grad": sync.mean([grad])[0]}
 
-        # 5. errors every rank hears of
+        # 5. cooper: its dual step on the violations of the global batch (distributed) or the rank's own
+        import cooper
+
+        from lagrangian_family.backends.torch.cooper import CooperProblem
+
+        for distributed in (True, False):
+            loss_fn, _ = deterministic_problem()
+            loss_fn.distribute(distributed)
+            problem = CooperProblem(loss_fn)
+            opt = cooper.optim.SimultaneousOptimizer(
+                problem, primal_optimizers=torch.optim.SGD(loss_fn.parameters(), lr=0.0),  # λ alone moves
+                dual_optimizers=torch.optim.SGD(problem.dual_parameters(), lr=0.05, maximize=True))
+            shard = x[rank * 8:(rank + 1) * 8]
+            for _ in range(3):
+                opt.roll(compute_cmp_state_kwargs={"x": shard})
+            results[f"cooper_lambda_{'distributed' if distributed else 'local'}"] = \
+                loss_fn.lagrangian.multipliers.clone()
+        results["cooper_global_violations"] = deterministic_problem()[0](x[:16]).violations
+
+        # 6. errors every rank hears of
         bad = x.clone()
         if rank == 1:
             bad[:, 2] = float("nan")

@@ -122,6 +122,17 @@ def test_the_mmd_is_the_global_batch_s(run):
     assert not torch.allclose(m[0]["grad"], grad, atol=1e-4)
 
 
+def test_cooper_steps_the_multipliers_on_the_global_batch(run):
+    r0, r1 = run["ranks"]
+    assert torch.equal(r0["cooper_lambda_distributed"], r1["cooper_lambda_distributed"])
+    # the primal does not move (lr 0), so three dual steps by SGD are 1 + 3 · 0.05 · (D - ε) of the
+    # global batch (the two shards together), clipped at 0
+    expected = (1.0 + 3 * 0.05 * r0["cooper_global_violations"]).clamp_min(0.0)
+    assert torch.allclose(r0["cooper_lambda_distributed"], expected, atol=1e-5)
+    # each rank on its own shard: the multipliers drift apart (issue 9)
+    assert not torch.allclose(r0["cooper_lambda_local"], r1["cooper_lambda_local"], atol=1e-4)
+
+
 def test_only_rank_0_writes_logs(run):
     out = run["out"]
     assert (out / "log_rank0.csv").exists() and not (out / "log_rank1.csv").exists()
