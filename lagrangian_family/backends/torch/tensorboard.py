@@ -135,8 +135,8 @@ class TensorBoardLogger:
         self.n_images, self.image_seed, self.nrow, self.scale = n_images, int(image_seed), nrow, scale
         self.image_shape = image_shape
         self._tags: dict[tuple[str, str], str] = {}
-        self._texts_written: set[str] = set()
         self._model = None
+        self._purge_step: int | None = None
 
     # -- tags -----------------------------------------------------------------------------------
     def tag(self, group: str, name: str) -> str:
@@ -181,6 +181,13 @@ class TensorBoardLogger:
                                  fix="pass image_shape=(c, h, w) or (h, w), or images=False") from problem
         self._model = model if problem is None and self.images is not False else None
 
+    def resume(self, step: int) -> None:
+        """A run resumes after ``step`` (a checkpoint's): the events a previous run wrote after it
+        are hidden from TensorBoard (``SummaryWriter``'s ``purge_step``; a folder's writer only)."""
+        if self._own:
+            self.close()
+            self._purge_step = int(step) + 1
+
     def open(self):
         """The writer (a folder's is opened here)."""
         if self.writer is None:
@@ -191,7 +198,8 @@ class TensorBoardLogger:
                                      expected="tensorboard installed", given=str(err),
                                      fix="pip install 'lagrangian_family[torch,tensorboard]'") from err
             os.makedirs(self.log_dir, exist_ok=True)
-            self.writer = SummaryWriter(self.log_dir)
+            self.writer = SummaryWriter(self.log_dir, purge_step=self._purge_step)
+            self._purge_step = None
         return self.writer
 
     def write_row(self, row: Mapping) -> None:

@@ -748,7 +748,8 @@ class Trainer:
 
         The file is verified (format, version, checksum) and must fit this trainer; any problem
         raises :class:`~.checkpoint.CheckpointError` naming the file, and the trainer is unchanged.
-        The CSV log is cut back to the checkpoint's step (rows are keyed by step).
+        The CSV log is cut back to the checkpoint's step (rows are keyed by step), and the
+        TensorBoard events of later steps are hidden (a folder's writer: ``purge_step``).
 
         A checkpoint resumes on any number of ranks (the batch order is global). Distributed:
         call it on every rank; each reads the file (a shared file system), and the ranks agree
@@ -758,6 +759,8 @@ class Trainer:
         if self.sync is None:
             self.load_state_dict(load(path, kind="trainer"), source=path)
             self._sync_log()
+            if self.tensorboard is not None:
+                self.tensorboard.resume(self.step_count)
             return
         err = state = None
         try:
@@ -768,6 +771,8 @@ class Trainer:
         self.sync.check(err, f"loading the checkpoint {path}")
         self.sync.same(checksum(state, "trainer"), f"checkpoint {path} (its content as each rank read it)")
         self._sync_log()
+        if self.tensorboard is not None:
+            self.tensorboard.resume(self.step_count)
 
 
 # -- what a loadable state looks like -------------------------------------------------------------

@@ -209,3 +209,28 @@ def test_colliding_names_get_distinct_tags():
     assert logger.tag("terms", "a b") == "terms/a_b"
     assert logger.tag("terms", "a_b") == "terms/a_b_2"
     assert logger.tag("terms", "a b") == "terms/a_b"
+
+
+def test_a_resumed_run_hides_the_events_after_its_checkpoint(tmp_path):
+    data = binary_data(64, X_DIM)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_15(trainer, out):
+        if trainer.step_count == 15:
+            raise Killed
+
+    def trainer(seed, **kw):
+        loss_fn, lag = _lagrangian_with_critic(seed=seed)
+        return Trainer(loss_fn, data, batch_size=16, updater=paper_preset(lag), seed=0, progress=False,
+                       log_every=5, tensorboard=tmp_path / "tb", checkpoint=tmp_path / "ck.pt", **kw)
+
+    with pytest.raises(Killed):  # rows of steps 5, 10 and 15 written, the checkpoint of step 10
+        trainer(0, checkpoint_every=10, callback=kill_at_15).train(20)
+    resumed = trainer(4)  # other weights: all come from the checkpoint
+    resumed.load(tmp_path / "ck.pt")
+    history = resumed.train(10)
+    events = _events(tmp_path / "tb").Scalars("loss/model")
+    assert [e.step for e in events] == [5, 10, 15, 20]
+    assert [e.value for e in events][2:] == pytest.approx([r["loss"] for r in history], rel=1e-6)
