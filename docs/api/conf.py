@@ -41,6 +41,8 @@ PUBLIC_MODULES = [
     "lagrangian_family.backends.torch.metrics",
     "lagrangian_family.backends.torch.cooper",
     "lagrangian_family.backends.torch.checkpoint",
+    "lagrangian_family.backends.torch.distributed",
+    "lagrangian_family.backends.torch.tensorboard",
     "lagrangian_family.backends.exact",
     "lagrangian_family.data",
     "lagrangian_family.data_sources",

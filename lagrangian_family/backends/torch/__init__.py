@@ -24,6 +24,9 @@ A map of the backend (every name below is importable from here):
   (the ``cooper`` extra);
 * **training**: :class:`Trainer` (one step per player, dual updates, CSV log, checkpoints:
   versioned and checksummed by :mod:`.checkpoint`, a damaged one raises :class:`CheckpointError`);
+  on every rank of a ``torch.distributed`` process group (``torchrun``; :func:`init_from_env`,
+  :class:`RankSync`, :class:`DistributedError`, :mod:`.distributed`), with the multipliers
+  the same on every rank; TensorBoard logs (:class:`TensorBoardLogger`, :mod:`.tensorboard`);
 * **model files**: :func:`save_model` and :func:`load_model` (a :class:`Model` with
   ``sample``, ``encode``, ``decode``, ``reconstruct``); :func:`register_component` for custom
   components;
@@ -54,11 +57,13 @@ from . import components, metrics
 from .checkpoint import CheckpointError
 from .compile import CompiledObjective, LossOutput, Player, compile_objective
 from .components import *  # noqa: F403  (the names of components.__all__, re-exported below)
+from .distributed import DistributedError, RankSync, init_from_env
 from .estimators import F_DIVERGENCES, FGANEstimator, GANEstimator, LikelihoodEstimator, MMDEstimator, WGANGPEstimator
 from .lagrangian import CompiledLagrangian, Constraint, Lagrangian, calibrate_epsilon
 from .model import Model, ModelFileError, build_component, component_spec, load_model, register_component, save_model
 from .registry import Context, Estimate, Estimator, Reject, candidates, register_estimator, unregister_estimator
 from .samples import DistributionPrior
+from .tensorboard import TensorBoardLogger
 from .train import NonFiniteLossError, Trainer
 from .updaters import GECO, DualUpdater, GradientAscent, RMSPropAscent, paper_preset
 
@@ -79,6 +84,10 @@ __all__ = [
     "Trainer",
     "NonFiniteLossError",
     "CheckpointError",
+    "RankSync",
+    "DistributedError",
+    "init_from_env",
+    "TensorBoardLogger",
     "DistributionPrior",
     "metrics",
     "register_estimator",
