@@ -11,8 +11,12 @@ sample a trained model.
     lagfam closure "KL(q(x,z) || p(x,z)) + 2 * KL(q(z) || p(z))" --families infovae,infogan
     lagfam sample runs/vae -n 1000 --out samples.npy --grid samples.png
 
-Bad input (any :class:`~lagrangian_family.errors.ObjectiveError`) prints ``error: <message>``
-on stderr and exits with status 2, as argparse does for usage errors.
+Bad input prints ``error: <message>`` on stderr and exits with status 2, as argparse does for
+usage errors, never a traceback: any :class:`~lagrangian_family.errors.ObjectiveError` (a bad
+objective or option, a :class:`~lagrangian_family.data.DataError`, a damaged checkpoint, a folder
+in use), a :class:`~lagrangian_family.errors.NonFiniteLossError` (a run that diverged) and an
+``OSError`` on a path (a disk full, a folder removed while a run writes). Ctrl-C prints
+``interrupted`` and exits with 130. Anything else is a bug and keeps its traceback.
 
 Other modules add subcommands with :func:`add_command`, either directly or from a plugin
 module listed in :data:`PLUGIN_MODULES` (imported, if it exists, when the parser is built):
@@ -32,6 +36,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import math
+import os
 import re
 import shutil
 import sys
@@ -40,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from lagrangian_family.errors import ObjectiveError
+from lagrangian_family.errors import NonFiniteLossError, ObjectiveError
 
 # -- the subcommand registry ------------------------------------------------------------------------
 
@@ -111,9 +117,16 @@ def _load_plugins() -> None:
 
 # -- formatting helpers -----------------------------------------------------------------------------
 
+#: The widest output ``--width`` may ask for.
+MAX_WIDTH = 1000
+
+
 def _width(args=None) -> int:
     w = getattr(args, "width", None)
     if w:
+        if int(w) > MAX_WIDTH:
+            raise ObjectiveError(f"--width {w} is too wide", expected=f"a width of at most {MAX_WIDTH} columns",
+                                 given=str(w), fix="e.g. --width 100")
         return max(60, int(w))
     return min(max(shutil.get_terminal_size((100, 24)).columns, 80), 100)
 
@@ -175,19 +188,58 @@ def _is_name(text: str) -> bool:
     return bool(re.fullmatch(r"[A-Z][\w\-]+", text))
 
 
-def _value(text: str):
-    """A --set value: an int, a fraction, a float, or (for options) the text itself."""
+#: The most decimal digits a --set number may have (in its integer part, or after its point):
+#: beyond that, printing its multipliers would hit Python's limit on integer conversion.
+MAX_VALUE_DIGITS = 1000
+
+_NUMBER = re.compile(r"[+-]?(?:(?P<int>\d[\d_]*)(?:\.(?P<frac>[\d_]*))?|\.(?P<frac2>\d[\d_]*))"
+                     r"(?:[eE](?P<exp>[+-]?\d+))?")
+_FRACTION = re.compile(r"[+-]?\d+\s*/\s*[+-]?\d+")
+
+
+def _value(text: str, name: str = "value"):
+    """A --set value: an int, a fraction, a float, or (for options) the text itself.
+
+    Numbers must be finite and of at most :data:`MAX_VALUE_DIGITS` digits either side of the point.
+
+    >>> _value("4"), _value("1/2"), _value("0.25"), _value("kl")
+    (4, 1/2, 1/4, 'kl')
+    """
+    number = _NUMBER.fullmatch(text)
+    if number or _FRACTION.fullmatch(text) or text.lower().lstrip("+-") in ("inf", "infinity", "nan"):
+        digits = 0
+        if number:
+            mantissa = len((number["int"] or "").lstrip("0").replace("_", ""))
+            exp = int(number["exp"]) if number["exp"] and len(number["exp"]) < 12 else (10**12 if number["exp"] else 0)
+            frac = len((number["frac"] or number["frac2"] or "").replace("_", ""))
+            digits = max(mantissa + exp, frac - exp)
+        else:
+            digits = max(len(part.strip().lstrip("+-")) for part in text.split("/")) if "/" in text else 0
+        if digits > MAX_VALUE_DIGITS:
+            raise ObjectiveError(f"--set {name}={_short(text)} is too large a number",
+                                 expected=f"a number of at most {MAX_VALUE_DIGITS} digits either side of the point",
+                                 given=f"about {digits} digits", fix="use a smaller value, e.g. 1e300")
     for conv in (int, Fraction, float):
         try:
             v = conv(text)
-        except (ValueError, ZeroDivisionError):
+        except (ValueError, ZeroDivisionError, OverflowError):
             continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ObjectiveError(f"--set {name}={text} is not a finite number", expected="a finite number",
+                                 given=text, fix="use a finite value, e.g. --set beta=4")
         if isinstance(v, Fraction):
             import sympy
 
             return sympy.Rational(v.numerator, v.denominator)
         return v
+    if _FRACTION.fullmatch(text):
+        raise ObjectiveError(f"--set {name}={text} divides by zero", expected="a fraction with a non-zero "
+                             "denominator", given=text, fix="e.g. --set beta=1/2")
     return text
+
+
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _bindings(pairs) -> dict:
@@ -197,7 +249,7 @@ def _bindings(pairs) -> dict:
         if not eq or not name.strip() or not value.strip():
             raise ObjectiveError("a --set needs NAME=VALUE", expected="e.g. --set beta=4 or --set divergence=kl",
                                  given=repr(pair), fix="write the parameter name, '=', then its value")
-        out[name.strip()] = _value(value.strip())
+        out[name.strip()] = _value(value.strip(), name.strip())
     return out
 
 
@@ -393,8 +445,19 @@ def _configure_table(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-weight", type=int, default=3, help="largest integer weight in a fill (default 3)")
 
 
+#: Bounds of ``lagfam table``'s search (it tries up to max_weight ** max_members weightings per group).
+TABLE_LIMITS = {"--max-members": 5, "--max-weight": 10}
+
+
 def _run_table(args) -> int:
     from lagrangian_family.table import render, table1
+
+    for option, value in (("--max-members", args.max_members), ("--max-weight", args.max_weight)):
+        high = TABLE_LIMITS[option]
+        if not 1 <= value <= high:
+            raise ObjectiveError(f"{option} {value} is out of range", expected=f"an integer from 1 to {high}",
+                                 given=str(value), fix=f"e.g. {option} 3 (the default); larger searches take "
+                                 "exponentially longer and the default already fills every cell that can be")
 
     print(render(table1(max_members=args.max_members, max_weight=args.max_weight), width=_width(args)))
     return 0
@@ -475,6 +538,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report_errors(run: Callable[[], int | None]) -> int:
+    """Run ``run()`` and return its exit status; typed errors print ``error: <message>`` and give 2,
+    Ctrl-C prints ``interrupted`` and gives 130 (see the module docstring).
+
+    >>> report_errors(lambda: 3)
+    3
+    """
+    try:
+        rc = run()
+    except (ObjectiveError, NonFiniteLossError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # pragma: no cover - `lagfam zoo | head`
+        try:  # no second error when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
+    except OSError as e:
+        where = f" {e.filename}" if e.filename is not None else ""
+        other = f" -> {e.filename2}" if e.filename2 is not None else ""
+        print(f"error: cannot use{where}{other}: {e.strerror or e}\n"
+              "fix: check that the path exists, is writable and the disk has room", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0 if rc is None else int(rc)
+
+
 def main(argv=None) -> int:
     """Run ``lagfam`` with ``argv`` (default: the command line); returns the exit status."""
     parser = build_parser()
@@ -482,15 +575,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # usage errors (2) and --help (0)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    try:
-        run = _resolve(args._command.run)
-        rc = run(args)
-    except ObjectiveError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # pragma: no cover - `lagfam zoo | head`
-        return 0
-    return 0 if rc is None else int(rc)
+    return report_errors(lambda: _resolve(args._command.run)(args))
 
 
 if __name__ == "__main__":

@@ -128,14 +128,25 @@ def find_mnist_file(root, split: str, kind: str) -> Path:
     """
     folder = _as_path(root, "root")
     names = mnist_file_names(split, kind)
-    for name in names:
-        path = folder / name
-        if path.is_file():
-            return path
+    try:
+        if not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise DataError(f"no MNIST {split} {kind} file in {folder}: the folder {what}",
+                            expected=f"a folder holding one of {', '.join(names)}", given=str(folder),
+                            fix=_HOW_TO_GET)
+        present = set(os.listdir(folder))
+        for name in names:
+            path = folder / name
+            if name in present and path.is_file():
+                return path
+    except OSError as e:  # a folder we may not list or enter
+        raise DataError(f"cannot read the MNIST folder {folder}: {e.strerror or e}",
+                        expected="a folder you can read (list and open its files)", given=str(e),
+                        fix=f"check its permissions (chmod u+rx {folder}), or " + _HOW_TO_GET) from e
     raise DataError(
         f"no MNIST {split} {kind} file in {folder}",
         expected="one of " + ", ".join(names),
-        given=("a folder without them" if folder.is_dir() else "a folder that does not exist"),
+        given="a folder without them",
         fix=_HOW_TO_GET,
     )
 
@@ -233,6 +244,9 @@ def load_mnist(root=None, split: str = "train") -> tuple[np.ndarray, np.ndarray]
     if labels.dtype != np.uint8 or labels.ndim != 1:
         raise DataError(f"{labels_path} does not hold MNIST labels", expected="unsigned bytes of shape (N,)",
                         given=f"{labels.dtype} of shape {labels.shape}", fix="delete it and " + _HOW_TO_GET)
+    if images.shape[0] == 0:
+        raise DataError(f"{images_path} holds no images", expected="an IDX file of at least one image",
+                        given="a valid header of 0 images", fix="delete it and " + _HOW_TO_GET)
     if images.shape[0] != labels.shape[0]:
         raise DataError(f"{images_path} and {labels_path} disagree on the number of examples",
                         expected="as many labels as images",

@@ -48,3 +48,16 @@ def closest(name: str, candidates, n: int = 3) -> list[str]:
         low = name.lower().replace("-", "_")
         found = [c for c in cands if low in c or c in low][:n]
     return found
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training met a NaN or an infinity: in a batch of data, in a term of the loss, or in the
+    parameters after an update diverged. The message names the examples, the term(s) or the
+    parameters, and the fix.
+
+    Defined here (no torch) so that the command line can report it; the torch backend raises it
+    (``lagrangian_family.backends.torch.NonFiniteLossError`` is this class).
+
+    >>> issubclass(NonFiniteLossError, FloatingPointError)
+    True
+    """

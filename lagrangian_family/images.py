@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -162,16 +161,10 @@ def _check_path(path) -> Path:
 def _write_png(img: np.ndarray, path) -> Path:
     from PIL import Image
 
+    from lagrangian_family.files import atomic_write  # a temporary left by a kill is removed by the next write
+
     p = _check_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(img).save(f, format="PNG")
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(p, lambda f: Image.fromarray(img).save(f, format="PNG"))
     return p
 
 

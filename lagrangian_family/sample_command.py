@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +128,11 @@ def _samples(model, n: int, seed: int, batch_size: int):
 
 
 def _save_atomic(write, path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    from lagrangian_family.files import remove_stale_temporaries, temporary_path
+
+    remove_stale_temporaries(path.parent, path.name)  # left by a killed run
+    tmp = str(temporary_path(path))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -137,6 +140,10 @@ def _save_atomic(write, path: Path) -> str:
         os.unlink(tmp)
         raise
     return tmp
+
+
+#: The most samples one call writes (1,000,000 MNIST images are 3 GB of float32).
+MAX_SAMPLES = 1_000_000
 
 
 def sample_run(run_dir, n: int, out, *, seed: int = 0, grid=None, data=None, batch_size: int = 1000) -> np.ndarray:
@@ -147,6 +154,9 @@ def sample_run(run_dir, n: int, out, *, seed: int = 0, grid=None, data=None, bat
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ObjectiveError("a bad number of samples", expected="N >= 1", given=repr(n), fix="pass -n 64")
+    if n > MAX_SAMPLES:
+        raise ObjectiveError(f"-n {n} is too many samples for one file", expected=f"N <= {MAX_SAMPLES:,}",
+                             given=str(n), fix="write several files with different --seed values")
     out_p = _out_path(out, "the .npy array", "--out")
     grid_p = _out_path(grid, "the PNG grid", "--grid") if grid is not None else None
     model = _load(_run_path(run_dir), data)

@@ -315,6 +315,138 @@ def test_cli_imports_no_torch():
     assert proc.stdout.strip() == "False"
 
 
+# -- careless input: a message and exit status 2, never a traceback (issue 7, item 4) ---------------
+
+@pytest.mark.parametrize("value, message", [
+    ("1e999999", "too large a number"), ("-1e999999", "too large a number"), ("1e-999999", "too large a number"),
+    ("1" * 1001, "at most 1000 digits"), ("inf", "not a finite number"), ("nan", "not a finite number"),
+    ("1/0", "divides by zero"), ("1e99999999999999999999", "too large a number"),
+])
+def test_set_numbers_that_cannot_be_used(capsys, value, message):
+    rc, out, err = run(capsys, "classify", "beta_vae", "--set", f"beta={value}")
+    assert rc == 2 and out == "" and err.startswith(f"error: --set beta={value[:37]}") and message in err
+
+
+def test_set_number_digits_limit_is_inclusive(capsys):
+    rc, out, _ = run(capsys, "classify", "beta_vae", "--set", "beta=" + "1" * 1000)
+    assert rc == 0 and "1" * 60 in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--width", "100000", "zoo"), "--width 100000 is too wide"),
+    (("table", "--max-members", "0"), "--max-members 0 is out of range"),
+    (("table", "--max-weight", "1000000"), "--max-weight 1000000 is out of range"),
+])
+def test_sizes_that_would_exhaust_the_machine(capsys, argv, message):
+    rc, _, err = run(capsys, *argv)
+    assert rc == 2 and err.startswith(f"error: {message}")
+
+
+@pytest.fixture
+def raising_command():
+    def install(exc):
+        def boom(args):
+            raise exc
+
+        cli.add_command("boom", "raise", None, boom, replace=True)
+
+    yield install
+    cli.COMMANDS.pop("boom", None)
+
+
+def test_os_errors_and_interrupts_are_reported_without_traceback(capsys, raising_command):
+    raising_command(PermissionError(13, "Permission denied", "/some/where"))
+    rc, _, err = run(capsys, "boom")
+    assert rc == 2 and err.startswith("error: cannot use /some/where: Permission denied")
+    raising_command(KeyboardInterrupt())
+    rc, _, err = run(capsys, "boom")
+    assert rc == 130 and err == "interrupted\n"
+    from lagrangian_family.errors import NonFiniteLossError
+
+    raising_command(NonFiniteLossError("the loss became nan at step 3"))
+    rc, _, err = run(capsys, "boom")
+    assert rc == 2 and err == "error: the loss became nan at step 3\n"
+
+
+def test_a_bug_keeps_its_traceback(raising_command):
+    raising_command(ZeroDivisionError("a bug"))
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        main(["boom"])
+
+
+QUICK_DEMO = ["--no-table", "--steps", "2", "--ref-steps", "2", "--hidden", "4", "--no-progress"]
+
+
+@pytest.mark.parametrize("command", [["demo", *QUICK_DEMO], ["experiment", "pareto", "--budget", "smoke"]])
+def test_bad_out_folders_exit_2_before_any_work(capsys, tmp_path, command):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out, message in ((a_file, f"--out {a_file} is a file, not a folder"),
+                         (a_file / "sub", f"--out {a_file}/sub cannot be created: {a_file} is a file"),
+                         ("", "--out is empty"),
+                         ("/proc/lagfam-test-out", "--out /proc/lagfam-test-out cannot be created in /proc")):
+        if str(out).startswith("/proc") and not Path("/proc/self").exists():
+            continue
+        rc, out_text, err = run(capsys, *command, "--out", str(out))
+        assert rc == 2 and err.startswith(f"error: {message}"), err
+        assert "fix:" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing written
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["demo", *QUICK_DEMO, "--alpha", "nan"], "--alpha nan is not usable"),
+    (["demo", *QUICK_DEMO, "--steps", "0"], "--steps 0 is out of range"),
+    (["demo", *QUICK_DEMO, "--hidden", "1000000000"], "--hidden 1000000000 is out of range"),
+    (["demo", *QUICK_DEMO, "--seed", "-1"], "--seed -1 is out of range"),
+    (["experiment", "pareto", "--budget", "smoke", "--jobs", "0"], "--jobs 0 is out of range"),
+    (["experiment", "pareto", "--budget", "small", "--data", "/no/such/mnist"],
+     "the MNIST folder /no/such/mnist does not exist"),
+])
+def test_bad_numbers_and_data_exit_2_before_any_work(capsys, tmp_path, argv, message):
+    out = tmp_path / "out"
+    rc, _, err = run(capsys, *argv, "--out", str(out))
+    assert rc == 2 and err.startswith(f"error: {message}"), err
+    assert not out.exists()
+
+
+def _unprivileged(cmd: list[str]) -> list[str]:
+    """``cmd`` run as a user whom file permissions bind (root without its override capabilities)."""
+    if os.geteuid() != 0:
+        return cmd
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permissions cannot be tested")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", *cmd]
+
+
+@pytest.fixture
+def locked_down(tmp_path):
+    """A read-only folder and an unlistable one (permissions restored afterwards)."""
+    ro, hidden = tmp_path / "read-only", tmp_path / "no-access"
+    ro.mkdir()
+    hidden.mkdir()
+    ro.chmod(0o555)
+    hidden.chmod(0o000)
+    yield ro, hidden
+    ro.chmod(0o755)
+    hidden.chmod(0o755)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_unwritable_out_and_unreadable_data_exit_2(locked_down):
+    ro, hidden = locked_down
+    unreadable = ["experiment", "pareto", "--budget", "small", "--data", str(hidden), "--out", str(ro.parent / "out")]
+    for args, message in ((["demo", *QUICK_DEMO, "--out", str(ro / "demo")],
+                           f"error: --out {ro}/demo cannot be created in {ro}: Permission denied"),
+                          (unreadable, f"error: cannot read the MNIST folder {hidden}: Permission denied")):
+        proc = subprocess.run(_unprivileged([sys.executable, "-m", "lagrangian_family.cli", *args]),
+                              capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=120)
+        assert proc.returncode == 2 and proc.stderr.startswith(message), proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (ro / "demo").exists() and not (ro.parent / "out").exists()
+
+
 def test_classify_prints_reduced_conditions_and_no_dual_form(capsys):
     # 5β − 3 ≥ 0 and β ≥ 0: one condition, β ≥ 3/5 (by hand)
     rc, out, _ = run(capsys, "classify", "(5*beta - 3) * KL(q(z) || p(z)) + beta * MMD(q(z) || p(z))")

@@ -183,6 +183,42 @@ def test_inconsistent_files(tmp_path):
         load_mnist(tmp_path, "valid")
 
 
+def test_zero_images_and_folders_that_are_files(tmp_path):
+    write_mnist(tmp_path, "train", n=0)
+    with pytest.raises(DataError, match="holds no images") as info:
+        load_mnist(tmp_path, "train")
+    assert str(tmp_path / "train-images-idx3-ubyte") in str(info.value) and "fix: delete it" in str(info.value)
+    a_file = tmp_path / "train-images-idx3-ubyte"
+    with pytest.raises(DataError, match="the folder is a file, not a folder"):
+        load_mnist(a_file, "train")
+
+
+def test_an_unreadable_folder_is_a_data_error(tmp_path, monkeypatch):
+    """The mapping of the OS error (the real permission case runs in tests/test_cli.py)."""
+    write_mnist(tmp_path, "train")
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(data.os, "listdir", denied)
+    with pytest.raises(DataError, match=f"cannot read the MNIST folder {tmp_path}: Permission denied") as info:
+        load_mnist(tmp_path, "train")
+    assert "chmod u+rx" in str(info.value)
+
+
+def test_experiment_data_folder_errors_are_data_errors(tmp_path):
+    pytest.importorskip("torch")
+    from lagrangian_family.experiments.datasets import check_mnist_dir, load
+
+    with pytest.raises(DataError, match="does not exist") as info:
+        load("mnist", tmp_path / "absent")
+    assert "--budget smoke" in str(info.value)
+    with pytest.raises(DataError, match="no MNIST train images file"):
+        check_mnist_dir(tmp_path, validate=True)
+    with pytest.raises(ObjectiveError, match="unknown dataset 'cifar'"):
+        load("cifar")
+
+
 # -- download (from a local file:// mirror) -------------------------------------------------------
 
 def make_mirror(folder: pathlib.Path):

@@ -329,3 +329,125 @@ def test_demo_tiny(tmp_path, capsys):
     assert (out / "training.png").read_bytes()[:8] == PNG
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epsilon"][0] == pytest.approx(summary["eps_hat"][0] + 2.0)
+
+
+# -- concurrent runs and damaged results (issue 7, item 7) ------------------------------------------
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    (dst / ".lagfam.lock").unlink(missing_ok=True)
+    return dst
+
+
+def test_a_second_run_on_the_same_folder_is_refused_or_waits(dual, tmp_path, capsys):
+    from tests.test_files import hold
+
+    out = _copy(dual, tmp_path / "dual")
+    argv = ["dual-verification", "--budget", "smoke", "--out", str(out), "--jobs", "1"]
+    proc = hold(out, 3.0)
+    try:
+        assert experiment_main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {out} is in use by another run: PID {proc.pid}") and "--wait" in err
+        assert experiment_main([*argv, "--wait"]) == 0
+        captured = capsys.readouterr()
+        assert f"waiting: {out} is in use by PID {proc.pid}" in captured.err
+        assert captured.out.count("skip ") == 4
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert proc.returncode == 0  # it had released the lock before the waiting run started
+
+
+def test_the_lock_of_a_killed_run_is_taken_over(dual, tmp_path, capsys):
+    import signal
+
+    from tests.test_files import hold
+
+    out = _copy(dual, tmp_path / "dual")
+    proc = hold(out, 60)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    assert experiment_main(["dual-verification", "--budget", "smoke", "--out", str(out), "--jobs", "1"]) == 0
+    captured = capsys.readouterr()
+    assert f"the previous run on {out} (PID {proc.pid}) did not finish" in captured.err
+    assert captured.out.count("skip ") == 4
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("{}", "lacks name, method, alpha1, ..."),
+    ("", "is not valid JSON"),
+    ("[1, 2]", "holds a list, not an object"),
+    ("NaN", "holds a float, not an object"),
+])
+def test_check_metrics_by_hand(tmp_path, content, reason):
+    from lagrangian_family.experiments.runs import METRICS, check_metrics
+
+    (tmp_path / METRICS).write_text(content)
+    row, why = check_metrics(tmp_path)
+    assert row is None and why.startswith(f"its metrics.json {reason}")
+
+
+def test_invalid_metrics_are_redone_with_a_line_saying_so(dual, tmp_path, capsys):
+    from lagrangian_family.experiments.budgets import get
+    from lagrangian_family.experiments.runs import check_metrics
+
+    out = _copy(dual, tmp_path / "dual")
+    runs = sorted(p.parent.name for p in out.glob("runs/gamma*/metrics.json"))
+    assert len(runs) == 3
+    good = json.loads((out / "runs" / runs[0] / "metrics.json").read_text())
+    (out / "runs" / runs[0] / "metrics.json").write_text("{}")
+    (out / "runs" / runs[1] / "metrics.json").write_text(json.dumps({**good, "test_mi": float("nan")}))
+    (out / "runs" / runs[2] / "metrics.json").write_text(json.dumps({**good, "name": runs[2], "train_mmd": "small"}))
+    stale = out / "runs" / runs[0] / f".metrics.json.{2**22 + 5}.0123abcd.lagfam-tmp"  # left by a kill
+    stale.write_text("{")
+    assert experiment_main(["dual-verification", "--budget", "smoke", "--out", str(out), "--jobs", "1"]) == 0
+    text = capsys.readouterr().out
+    assert f"redo {runs[0]}: its metrics.json lacks name, method, alpha1, ..." in text
+    assert f"redo {runs[1]}: its metrics.json has test_mi = nan, not a finite number" in text
+    assert f"redo {runs[2]}: its metrics.json has train_mmd = 'small', not a finite number" in text
+    assert text.count("skip ") == 1 and text.count("done ") == 3  # the reference run is still valid
+    assert not stale.exists()
+    for name in runs:  # redone: valid again, and the same numbers as the first time (CPU runs are exact)
+        row, why = check_metrics(out / "runs" / name)
+        assert why is None and row["test_mi"] == json.loads((dual / "runs" / name / "metrics.json").read_text())[
+            "test_mi"]
+    assert get("smoke").name == row["budget"]
+
+
+def test_metrics_of_another_spec_are_redone(dual, tmp_path, capsys):
+    out = _copy(dual, tmp_path / "dual")
+    path = out / "runs" / "reference-s0" / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "steps": 7}))
+    assert experiment_main(["dual-verification", "--budget", "smoke", "--out", str(out), "--jobs", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "redo reference-s0: its metrics.json was written for another run (steps 7, this run" in text
+
+
+def test_a_folder_of_another_experiment_is_refused(dual, tmp_path, capsys):
+    out = _copy(dual, tmp_path / "dual")
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".lagfam.lock"}
+    rc = experiment_main(["pareto", "--budget", "smoke", "--out", str(out), "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"error: {out} holds the results of experiment 'dual-verification', not 'pareto'")
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_a_damaged_reference_model_is_redone(dual, tmp_path, capsys):
+    out = _copy(dual, tmp_path / "dual")
+    model = out / "runs" / "reference-s0" / "model.pt"
+    import torch
+
+    weight = torch.load(model, weights_only=True)["state"]["decoder"]["net.0.weight"]
+    raw = bytearray(model.read_bytes())
+    raw[raw.index(weight.numpy().tobytes()) + 2] ^= 0x01  # one bit of one weight
+    model.write_bytes(bytes(raw))
+    assert experiment_main(["dual-verification", "--budget", "smoke", "--out", str(out), "--jobs", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "redo reference-s0: its model.pt cannot be used: is damaged" in text
+    # redone to the same numbers (CPU runs are exact), so ε̂ and every LagVAE run stay valid
+    assert text.count("skip ") == 3 and text.count("done ") == 1

@@ -1,5 +1,11 @@
-"""The ``lagfam demo`` and ``lagfam experiment`` subcommands: argument parsing only (no torch
-import at module level; the work is imported when a subcommand runs)."""
+"""The ``lagfam demo`` and ``lagfam experiment`` subcommands: argument parsing and checking (no
+torch import at module level; the work is imported when a subcommand runs).
+
+Every argument and path is checked before any work starts (a bad ``--out``, ``--data``,
+``--jobs`` or number is an error with exit status 2, and nothing is written), then the output
+folder is locked for the run (:class:`lagrangian_family.files.FolderLock`): a second run on the
+same folder says who holds it and exits with 2, or waits with ``--wait``.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,11 @@ def _default_jobs() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+def _wait_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", action="store_true",
+                   help="if another run is writing to --out, wait for it to finish instead of exiting")
+
+
 def configure_demo(p: argparse.ArgumentParser) -> None:
     p.description = ("Print the zoo's classification table, then train a short LagVAE (the paper's Algorithm 1) "
                      "on sklearn's 8x8 digits: a reference run sets ε = ε̂ + γ (section 6), LagVAE maximises "
@@ -30,6 +41,7 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gamma1", type=float, default=2.0, help="slack on -ELBO in nats (default 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--no-table", action="store_true", help="skip the classification table")
+    _wait_option(p)
     # hidden: tests make the demo fast with these
     p.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--ref-steps", type=int, default=None, help=argparse.SUPPRESS)
@@ -37,11 +49,66 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from .demo import demo
+#: Bounds of the numeric options (beyond them a run cannot work or would exhaust the machine).
+MAX_SEED = 2**32 - 2
+MAX_STEPS = 10**9
+MAX_HIDDEN = 65536
+MAX_ABS_ALPHA = 1e6
 
-    return demo(out=args.out, alpha1=args.alpha, gamma1=args.gamma1, seed=args.seed, table=not args.no_table,
-                steps=args.steps, ref_steps=args.ref_steps, hidden=args.hidden, progress=not args.no_progress)
+
+def _check_int(option: str, value, low: int, high: int, hint: str) -> None:
+    if value is not None and not low <= value <= high:
+        raise ObjectiveError(f"{option} {value} is out of range", expected=f"an integer from {low} to {high}",
+                             given=str(value), fix=hint)
+
+
+def _check_finite(option: str, value: float, bound: float, hint: str) -> None:
+    import math
+
+    if not math.isfinite(value) or abs(value) > bound:
+        raise ObjectiveError(f"{option} {value} is not usable", expected=f"a finite number within ±{bound:g}",
+                             given=str(value), fix=hint)
+
+
+def _lock(folder, wait: bool):
+    """The folder's lock, taken (or waited for); says when it takes over from a killed run."""
+    from lagrangian_family.files import FolderLock
+
+    lock = FolderLock(folder, command=" ".join(["lagfam", *sys.argv[1:]]) if sys.argv else "lagfam")
+
+    def waiting(who: str) -> None:
+        print(f"waiting: {folder} is in use by {who}", file=sys.stderr, flush=True)
+
+    lock.acquire(wait=wait, on_wait=waiting)
+    if lock.previous:
+        print(f"note: the previous run on {folder} (PID {lock.previous.get('pid', '?')}) did not finish; "
+              "continuing from what it left", file=sys.stderr)
+    return lock
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from lagrangian_family.files import check_output_folder
+
+    _check_finite("--alpha", args.alpha, MAX_ABS_ALPHA, "e.g. --alpha -1 (maximise I_q) or --alpha 1")
+    _check_finite("--gamma1", args.gamma1, 1e6, "a slack in nats, e.g. --gamma1 2")
+    _check_int("--seed", args.seed, 0, MAX_SEED, "e.g. --seed 0")
+    _check_int("--steps", args.steps, 1, MAX_STEPS, "e.g. --steps 100")
+    _check_int("--ref-steps", args.ref_steps, 1, MAX_STEPS, "e.g. --ref-steps 100")
+    _check_int("--hidden", args.hidden, 1, MAX_HIDDEN, "e.g. --hidden 64")
+    out = check_output_folder(args.out if args.out is not None else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"),
+                              "--out")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _lock(out, args.wait)
+    try:
+        from .demo import demo
+
+        return demo(out=out, alpha1=args.alpha, gamma1=args.gamma1, seed=args.seed, table=not args.no_table,
+                    steps=args.steps, ref_steps=args.ref_steps, hidden=args.hidden, progress=not args.no_progress)
+    finally:
+        lock.release()
 
 
 def configure_experiment(p: argparse.ArgumentParser) -> None:
@@ -64,46 +131,53 @@ def configure_experiment(p: argparse.ArgumentParser) -> None:
                         "that share a number of steps as vectorised stacks, one stack per job; the results agree "
                         "to float rounding")
     p.add_argument("--quiet", action="store_true", help="print only the result paths")
+    _wait_option(p)
+
+
+def max_jobs() -> int:
+    """The most worker processes ``--jobs`` may ask for: four per CPU."""
+    return max(4, 4 * (os.cpu_count() or 1))
 
 
 def run_experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from lagrangian_family.files import check_output_folder
+
     from . import budgets
     from .common import Context
 
     budget = budgets.get(args.budget)
-    out = Path(args.out) if args.out else Path("runs") / f"{args.experiment}-{args.budget}"
+    _check_int("--jobs", args.jobs, 1, max_jobs(), f"one worker per CPU core is best: --jobs {_default_jobs()}")
+    out = check_output_folder(args.out if args.out is not None else Path("runs") / f"{args.experiment}-{args.budget}",
+                              "--out")
     data_dir = args.data
     if budget.dataset == "mnist":
-        from .datasets import MNIST_HELP, default_mnist_dir
+        from .datasets import check_mnist_dir
 
-        folder = Path(data_dir) if data_dir else default_mnist_dir()
-        if folder is None or not folder.is_dir():
-            where = f"{data_dir} does not exist" if data_dir else "no MNIST folder was given and none was found"
-            print(f"error: budget {budget.name} needs MNIST: {where}. {MNIST_HELP}", file=sys.stderr)
-            return 2
-        data_dir = str(folder.resolve())
+        data_dir = str(check_mnist_dir(args.data, validate=True).resolve())
+    elif args.data is not None:
+        print(f"note: --data is not used: budget {budget.name} trains on sklearn's digits", file=sys.stderr)
+        data_dir = None
     command = f"lagfam experiment {args.experiment} --budget {args.budget} --out {out} --jobs {args.jobs}"
     if args.data:
         command += f" --data {args.data}"
     if not args.vectorise:
         command += " --no-vectorise"
-    ctx = Context(args.experiment, budget, out, max(1, args.jobs), data_dir, command, vectorise=args.vectorise)
+    ctx = Context(args.experiment, budget, out, args.jobs, data_dir, command, vectorise=args.vectorise)
     if args.quiet:
         ctx.log = lambda s: None
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _lock(out, args.wait)
     try:
+        ctx.check_folder()
         if args.experiment == "dual-verification":
             from .dual_verification import run_experiment as go
         else:
             from .pareto import run_experiment as go
         result = go(ctx)
-    except (FileNotFoundError, ValueError, ObjectiveError) as e:  # a missing or corrupt data file, a bad setting
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except FloatingPointError as e:  # a run diverged (NonFiniteLossError); the finished runs are kept
-        print(f"error: {e}\nthe runs that finished are kept: rerun the command to retry the others", file=sys.stderr)
-        return 1
+    finally:
+        lock.release()
     for k in ("report", "csv", "plot"):
         print(f"{k}: {result['paths'][k]}")
     return 0
@@ -116,10 +190,15 @@ def _parse(configure, argv, prog):
 
 
 def demo_main(argv: list[str] | None = None) -> int:
-    """``lagfam demo`` as a function (``argv`` without the subcommand name)."""
-    return run_demo(_parse(configure_demo, argv, "lagfam demo"))
+    """``lagfam demo`` as a function (``argv`` without the subcommand name); errors as ``lagfam`` reports them."""
+    from lagrangian_family.cli import report_errors
+
+    return report_errors(lambda: run_demo(_parse(configure_demo, argv, "lagfam demo")))
 
 
 def experiment_main(argv: list[str] | None = None) -> int:
-    """``lagfam experiment`` as a function (``argv`` without the subcommand name)."""
-    return run_experiment(_parse(configure_experiment, argv, "lagfam experiment"))
+    """``lagfam experiment`` as a function (``argv`` without the subcommand name); errors as ``lagfam`` reports
+    them."""
+    from lagrangian_family.cli import report_errors
+
+    return report_errors(lambda: run_experiment(_parse(configure_experiment, argv, "lagfam experiment")))

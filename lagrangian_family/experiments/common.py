@@ -3,6 +3,7 @@ driver that submits runs to the :class:`~.runs.Executor` and writes the results.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import threading
@@ -98,6 +99,35 @@ class Context:
     def runs_dir(self) -> Path:
         return self.out / "runs"
 
+    def check_folder(self) -> None:
+        """Refuse an ``out`` folder that holds another experiment or budget (its finished runs would
+        be mixed with these), and remove the temporaries killed runs left in it."""
+        from lagrangian_family.errors import ObjectiveError
+        from lagrangian_family.files import remove_stale_temporaries
+
+        info = self.out / "experiment.json"
+        if info.is_file():
+            try:
+                old = json.loads(info.read_text())
+            except (OSError, ValueError):
+                old = None  # damaged: rewritten below
+            if isinstance(old, dict):
+                was_budget = old.get("budget", {}).get("name") if isinstance(old.get("budget"), dict) else None
+                for what, was, now in (("experiment", old.get("experiment"), self.experiment),
+                                       ("budget", was_budget, self.budget.name)):
+                    if was is not None and was != now:
+                        raise ObjectiveError(
+                            f"{self.out} holds the results of {what} {was!r}, not {now!r}",
+                            expected=f"an empty folder or one of {self.experiment} at budget {self.budget.name}",
+                            given=f"--out {self.out} ({info.name} says {what} {was!r})",
+                            fix=f"choose another --out (the default is runs/{self.experiment}-{self.budget.name})")
+        if self.runs_dir().exists() and not self.runs_dir().is_dir():
+            raise ObjectiveError(f"{self.runs_dir()} is a file", expected="a folder of runs (or nothing)",
+                                 given=str(self.runs_dir()), fix="remove that file or choose another --out")
+        for folder in (self.out, self.runs_dir(), *(self.runs_dir().glob("*/") if self.runs_dir().is_dir() else ())):
+            for path in remove_stale_temporaries(folder):
+                self.log(f"  removed {path.name}, left by an interrupted run")
+
     def executor(self) -> Executor:
         self.out.mkdir(parents=True, exist_ok=True)
         self.runs_dir().mkdir(exist_ok=True)
@@ -106,7 +136,7 @@ class Context:
             "jobs": self.jobs, "vectorise": self.vectorise, "data": self.data_dir, "machine": machine(),
             "started": self.started})
         return Executor(self.budget, self.dataset_args, self.runs_dir(), self.jobs, on_done=self._on_done,
-                        vectorise=self.vectorise)
+                        log=self.log, vectorise=self.vectorise)
 
     def _on_done(self, spec: RunSpec, row: dict, resumed: bool) -> None:
         if resumed:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["Data", "load", "default_mnist_dir", "StochasticBatches"]
+__all__ = ["Data", "load", "default_mnist_dir", "check_mnist_dir", "StochasticBatches"]
 
 MNIST_HELP = ("MNIST is four IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
               "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) from any public mirror "
@@ -104,6 +104,41 @@ def default_mnist_dir() -> Path | None:
     return default_data_root()
 
 
+def check_mnist_dir(data_dir: str | os.PathLike | None = None, *, validate: bool = False) -> Path:
+    """The MNIST folder to read (``data_dir``, else :func:`default_mnist_dir`), or a
+    :class:`~lagrangian_family.data.DataError` naming the path and how to get the data. With
+    ``validate``, the four files are read and checked now (a bad folder is refused before any work).
+
+    >>> import tempfile
+    >>> try:
+    ...     check_mnist_dir(tempfile.mkdtemp() + "/absent")
+    ... except Exception as e:
+    ...     print(type(e).__name__, str(e).splitlines()[0].endswith("does not exist"))
+    DataError True
+    """
+    from lagrangian_family.data import DataError, load_mnist
+
+    folder = Path(data_dir).expanduser() if data_dir is not None else default_mnist_dir()
+    if folder is None:
+        raise DataError("no MNIST folder was given and none was found", expected="an MNIST folder: --data FOLDER or "
+                        "$LAGFAM_DATA", given="no --data, no $LAGFAM_DATA, no ../shared/data/mnist", fix=MNIST_HELP)
+    try:
+        exists, is_dir = folder.exists(), folder.is_dir()
+    except OSError as e:
+        raise DataError(f"the MNIST folder {folder} cannot be read: {e.strerror or e}", expected="a readable folder",
+                        given=str(folder), fix="check its permissions, or " + MNIST_HELP) from e
+    if not exists:
+        raise DataError(f"the MNIST folder {folder} does not exist", expected="a folder of the four MNIST IDX files",
+                        given=str(folder), fix=MNIST_HELP)
+    if not is_dir:
+        raise DataError(f"the MNIST folder {folder} is a file, not a folder", expected="the folder holding the "
+                        "four IDX files", given=str(folder), fix=MNIST_HELP)
+    if validate:
+        for split in ("train", "test"):
+            load_mnist(folder, split)
+    return folder
+
+
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     from lagrangian_family.data import load_digits
 
@@ -129,16 +164,15 @@ def load(dataset: str, data_dir: str | os.PathLike | None = None, *, n_train: in
     elif dataset == "mnist":
         from lagrangian_family.data import load_mnist, to_unit_interval
 
-        folder = Path(data_dir) if data_dir is not None else default_mnist_dir()
-        if folder is None:
-            raise FileNotFoundError(f"no MNIST folder given and none found. {MNIST_HELP}")
-        if not folder.is_dir():
-            raise FileNotFoundError(f"MNIST folder {folder} does not exist. {MNIST_HELP}")
+        folder = check_mnist_dir(data_dir)
         tr = to_unit_interval(load_mnist(folder, "train")[0])
         te = to_unit_interval(load_mnist(folder, "test")[0])
         source = f"MNIST IDX files in {folder}"
     else:
-        raise ValueError(f"unknown dataset {dataset!r}: expected 'digits' or 'mnist'")
+        from lagrangian_family.errors import ObjectiveError
+
+        raise ObjectiveError(f"unknown dataset {dataset!r}", expected="'digits' or 'mnist'", given=repr(dataset),
+                             fix="use dataset='digits' (no download) or 'mnist'")
     rng = np.random.default_rng(seed)
     if n_train is not None and n_train < tr.shape[0]:
         tr = tr[rng.permutation(tr.shape[0])[:n_train]]

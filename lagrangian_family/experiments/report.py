@@ -5,10 +5,12 @@ computed from the data)."""
 from __future__ import annotations
 
 import csv
-import os
+import io
 import statistics
 import time
 from pathlib import Path
+
+from lagrangian_family.files import atomic_write
 
 from .common import Context, fmt
 from .runs import machine, write_json_atomic
@@ -38,14 +40,18 @@ def write_csv(rows: list[dict], path: Path) -> Path:
         for k in r:
             if k not in cols and k != "history":
                 cols.append(k)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k, "") for k in cols})
-    os.replace(tmp, path)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k, "") for k in cols})
+    atomic_write(path, buf.getvalue())
     return path
+
+
+def _savefig(fig, path: Path) -> None:
+    """A figure as PNG, atomically (a plot cut short by a kill never replaces a whole one)."""
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -173,7 +179,7 @@ def plot_dual_verification(rows: list[dict], path: Path) -> Path:
             ax.minorticks_off()
     fig.suptitle("LagVAE: the sign of α1 decides whether I_q is maximised or minimised (paper, figure 1)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _savefig(fig, path)
     plt.close(fig)
     return path
 
@@ -232,7 +238,7 @@ def write_dual_verification(ctx: Context, rows: list[dict], f: dict) -> dict:
     lines += [markdown_table(refs + lag, cols), "", "## Wall time", "", _times(rows, f.get("resumed", [])), "",
               "The CSV `results.csv` has every run's final metrics; each run's folder under `runs/` has its "
               "training log (`log.csv`) and `metrics.json`.", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    atomic_write(out / "report.md", "\n".join(lines))
     paths["report"] = out / "report.md"
     return paths
 
@@ -266,7 +272,7 @@ def plot_pareto(rows: list[dict], f: dict, path: Path) -> Path:
             ax.legend(fontsize=8)
     fig.suptitle("LagVAE against InfoVAE (paper, figure 2); dotted: InfoVAE better on both axes")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _savefig(fig, path)
     plt.close(fig)
     return path
 
@@ -325,7 +331,7 @@ def write_pareto(ctx: Context, rows: list[dict], f: dict) -> dict:
     lines += [markdown_table(ordered, cols), "", "## Wall time", "", _times(rows, f.get("resumed", [])), "",
               "The CSV `results.csv` has every run's final metrics; each run's folder under `runs/` has its "
               "training log (`log.csv`) and `metrics.json`.", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    atomic_write(out / "report.md", "\n".join(lines))
     paths["report"] = out / "report.md"
     return paths
 
@@ -363,7 +369,7 @@ def plot_training(history: list[dict], eps: tuple[float, float], mmd_weight: flo
     ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _savefig(fig, path)
     plt.close(fig)
     return path
 

@@ -15,12 +15,13 @@ At the end it measures, on train and test images (fixed binarisations): -ELBO (=
 p(x,z)) + H_q(x)), its two parts, the raw MMD (batches of the training batch size, as the
 constraint), and I_q by eq. 21 with a Gaussian KDE of q(z) (``metrics.mutual_information_kde``).
 The metrics are written atomically (temporary file, then rename) as ``metrics.json`` in the
-run's folder; :class:`Executor` skips runs whose ``metrics.json`` exists.
+run's folder; :class:`Executor` skips runs whose ``metrics.json`` is valid for their spec
+(:func:`check_metrics`: JSON, every metric present, finite and of its type, written for the same
+spec and budget) and redoes the others, saying why.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -35,8 +36,8 @@ from pathlib import Path
 
 from .budgets import Budget
 
-__all__ = ["RunSpec", "run", "run_stack", "evaluate", "Executor", "METRICS", "read_metrics", "write_json_atomic",
-           "machine", "noise_stream"]
+__all__ = ["RunSpec", "run", "run_stack", "evaluate", "Executor", "METRICS", "read_metrics", "check_metrics",
+           "write_json_atomic", "machine", "noise_stream"]
 
 METRICS = "metrics.json"
 
@@ -70,26 +71,84 @@ class RunSpec:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename (never half a file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, default=float)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write JSON to ``path`` through a temporary file and a rename (never half a file; a temporary
+    left by a killed process is removed by the next write, see :mod:`lagrangian_family.files`)."""
+    from lagrangian_family.files import atomic_write
+
+    atomic_write(Path(path), json.dumps(obj, indent=1, sort_keys=True, default=float))
+
+
+#: The numbers every finished run's metrics hold (finite), besides its identity.
+METRIC_KEYS = tuple(f"{split}_{m}" for split in ("train", "test") for m in ("nll", "kl", "neg_elbo", "mmd", "mi")) + \
+    ("lambda1", "lambda2", "time_total_s")
+
+
+def _steps(spec: RunSpec, budget: Budget) -> int:
+    return int(spec.steps if spec.steps is not None else (budget.ref_steps if spec.method == "reference"
+                                                          else budget.steps))
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_metrics(run_dir: Path, spec: RunSpec | None = None,
+                  budget: Budget | None = None) -> tuple[dict | None, str | None]:
+    """``(metrics, None)`` for a finished run, ``(None, None)`` when the run has not finished (no
+    ``metrics.json``), ``(None, why)`` when its ``metrics.json`` cannot be trusted: not JSON, not an
+    object, a metric missing, not a number or not finite, or written for another spec or budget.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / METRICS).write_text("{}")
+    >>> check_metrics(d)[1]  # doctest: +ELLIPSIS
+    'its metrics.json lacks name, method, alpha1, ...'
+    """
+    p = Path(run_dir) / METRICS
+    if not p.exists():
+        return None, None
+    try:
+        with open(p) as f:
+            row = json.load(f)
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"its metrics.json cannot be read ({e})"
+    except json.JSONDecodeError as e:
+        return None, f"its metrics.json is not valid JSON ({e.msg} at line {e.lineno})"
+    if not isinstance(row, dict):
+        return None, f"its metrics.json holds a {type(row).__name__}, not an object"
+    identity = ("name", "method", "alpha1", "seed", "steps", "budget")
+    missing = [k for k in identity + METRIC_KEYS if k not in row]
+    if missing:
+        return None, f"its metrics.json lacks {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}"
+    bad = [k for k in METRIC_KEYS + ("alpha1",) if not _is_number(row[k]) or not math.isfinite(row[k])]
+    if bad:
+        return None, f"its metrics.json has {bad[0]} = {row[bad[0]]!r}, not a finite number"
+    if spec is not None:
+        want = {"name": spec.name, "method": spec.method, "alpha1": float(spec.alpha1), "seed": spec.seed,
+                "init_from": spec.init_from or "", **spec.tags}
+        if budget is not None:
+            want.update(steps=_steps(spec, budget), budget=budget.name)
+        if spec.epsilon is not None:
+            want.update(eps1=float(spec.epsilon[0]), eps2=float(spec.epsilon[1]))
+        for k, v in want.items():
+            if row.get(k) != v:
+                return None, f"its metrics.json was written for another run ({k} {row.get(k)!r}, this run {v!r})"
+    return row, None
+
+
+def _discard(path: Path) -> None:
+    """Remove an untrusted result (a file, or a folder where a file should be)."""
+    if path.is_dir() and not path.is_symlink():
+        import shutil
+
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def read_metrics(run_dir: Path) -> dict | None:
-    """The finished run's metrics, or None when the run has not finished."""
-    p = Path(run_dir) / METRICS
-    if not p.is_file():
-        return None
-    try:
-        with open(p) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
+    """The finished run's metrics, or None when the run has not finished or its metrics are invalid."""
+    return check_metrics(run_dir)[0]
 
 
 def machine() -> dict:
@@ -129,10 +188,7 @@ def build(spec: RunSpec, budget: Budget, x_dim: int, device=None, init_dir: Path
     dec = BernoulliMLPDecoder(budget.z_dim, x_dim, hidden=budget.hidden).to(device)
     prior = StandardNormalPrior(budget.z_dim).to(device)
     if spec.init_from is not None:
-        path = Path(init_dir or ".") / spec.init_from
-        state = torch.load(path, map_location=device, weights_only=True)
-        enc.load_state_dict(state["encoder"])
-        dec.load_state_dict(state["decoder"])
+        _load_model(Path(init_dir or ".") / spec.init_from, enc, dec, device)
     w = float(budget.mmd_weight)
     if spec.method == "lagvae":
         eps1, eps2 = spec.epsilon
@@ -147,6 +203,26 @@ def build(spec: RunSpec, budget: Budget, x_dim: int, device=None, init_dir: Path
         updater = RMSPropAscent(lag, lr=budget.dual_lr, decay=0.9, eps=1e-10, lower=budget.dual_lower,
                                 upper=budget.dual_upper)
     return loss_fn, lag, updater
+
+
+def _load_model(path: Path, enc, dec, device) -> None:
+    """Load the encoder and decoder of ``model.pt`` (a verified "model" checkpoint) or raise
+    :class:`~lagrangian_family.backends.torch.checkpoint.CheckpointError`."""
+    from lagrangian_family.backends.torch import checkpoint
+
+    state = checkpoint.load(path, kind="model", map_location=device)
+    for name, module in (("encoder", enc), ("decoder", dec)):
+        weights = state.get(name)
+        try:
+            if not isinstance(weights, dict):
+                raise KeyError(f"no {name} weights")
+            module.load_state_dict(weights)
+        except (KeyError, RuntimeError) as e:
+            raise checkpoint.CheckpointError(
+                f"checkpoint {path} does not fit this run's {name}: {str(e).splitlines()[0]}", path=path,
+                expected=f"the {name} of the run it starts from, with this budget's network",
+                given=str(e).splitlines()[0], fix="rerun the reference run (delete its folder) or use its budget"
+            ) from e
 
 
 def _batches(x, size: int):
@@ -207,17 +283,18 @@ def evaluate(loss_fn, data, budget: Budget, device=None) -> dict:
     return out
 
 
-def _steps(spec: RunSpec, budget: Budget) -> int:
-    return int(spec.steps if spec.steps is not None else (budget.ref_steps if spec.method == "reference"
-                                                          else budget.steps))
-
-
 def _run_dir(spec: RunSpec, out_dir: Path | None, *, fresh_log: bool = True) -> Path | None:
-    """The run's folder with its ``spec.json``; a log of an interrupted earlier attempt is removed."""
+    """The run's folder with its ``spec.json``, cleared of what an earlier attempt left: temporaries
+    of killed processes, old metrics, and (unless ``fresh_log`` is False: a stack resumed from its
+    checkpoint) the training log."""
     if out_dir is None:
         return None
+    from lagrangian_family.files import remove_stale_temporaries
+
     run_dir = Path(out_dir) / spec.name
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(run_dir)
+    _discard(run_dir / METRICS)  # a run done again: its old metrics are not its result
     write_json_atomic(run_dir / "spec.json", asdict(spec))
     if fresh_log and (run_dir / "log.csv").exists():  # a run interrupted earlier starts over
         (run_dir / "log.csv").unlink()
@@ -294,14 +371,13 @@ def _row(spec: RunSpec, budget: Budget, steps: int, lag, ev: dict, t_train: floa
 def _write_results(spec: RunSpec, run_dir: Path | None, loss_fn, row: dict) -> None:
     """``model.pt`` of a reference run (later runs may start from it: budget.warm_start), then
     ``metrics.json`` (last: its presence marks the run finished)."""
-    import torch
-
     if run_dir is None:
         return
     if spec.method == "reference":
-        tmp = run_dir / ".model.pt.tmp"
-        torch.save({"encoder": loss_fn.encoder.state_dict(), "decoder": loss_fn.decoder.state_dict()}, tmp)
-        os.replace(tmp, run_dir / "model.pt")
+        from lagrangian_family.backends.torch import checkpoint
+
+        checkpoint.save(run_dir / "model.pt", {"encoder": loss_fn.encoder.state_dict(),
+                                               "decoder": loss_fn.decoder.state_dict()}, kind="model")
     write_json_atomic(run_dir / METRICS, row)
 
 
@@ -349,23 +425,6 @@ def _stack_checkpoint(specs: Sequence[RunSpec], budget: Budget, out_dir: Path | 
     return Path(out_dir) / ".stacks" / f"{hashlib.sha1(text.encode()).hexdigest()[:16]}.pt"
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Keep the rows of ``log.csv`` up to ``step`` (a stack resumed from a checkpoint at ``step``)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return
-    head, body = rows[0], rows[1:]
-    i = head.index("step") if "step" in head else 0
-    keep = [r for r in body if r and float(r[i]) <= step]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows([head, *keep])
-    os.replace(tmp, path)
-
-
 def run_stack(specs: Sequence[RunSpec], budget: Budget, data, out_dir: Path | None = None, *,
               progress: bool = False) -> list:
     """Train runs with the same number of steps as one vectorised stack, then evaluate each.
@@ -409,10 +468,7 @@ def run_stack(specs: Sequence[RunSpec], budget: Budget, data, out_dir: Path | No
                                 log_every=max(1, steps // max(1, budget.log_points)), progress=progress,
                                 checkpoint=ckpt, checkpoint_every=budget.checkpoint_every)
     if resume:
-        trainer.load(ckpt)
-        for d in dirs:
-            if d is not None:
-                _truncate_log(d / "log.csv", trainer.step_count)
+        trainer.load(ckpt)  # verified; each run's log is cut back to the checkpoint's step
     trainer.train(steps - trainer.step_count)
     trainer.unstack()
     if device.type == "cuda":
@@ -472,8 +528,21 @@ def _train(trainer, steps: int, progress: bool, desc: str) -> list[dict]:
 _WORKER_DATA: dict = {}
 
 
+def _watch_parent(parent: int) -> None:
+    """Exit when the parent process is gone (a killed ``lagfam experiment``): no orphan keeps
+    writing into a folder whose lock died with its parent."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def _init_worker() -> None:
+    import threading
+
     import torch
+
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="watch-parent").start()
 
     torch.set_num_threads(1)
     try:
@@ -495,7 +564,7 @@ def _worker_data(dataset_args: tuple):
 
 def _worker(spec: RunSpec, budget: Budget, dataset_args: tuple, out_dir: str) -> dict:
     """Run one spec in a worker process (data loaded once per process)."""
-    done = read_metrics(Path(out_dir) / spec.name)
+    done, _ = check_metrics(Path(out_dir) / spec.name, spec, budget)
     if done is not None:
         return done
     row = run(spec, budget, _worker_data(dataset_args), Path(out_dir))
@@ -543,9 +612,11 @@ class _Deferred(Future):
 class Executor:
     """Run specs in ``jobs`` worker processes (``jobs=1``: in this process), skipping finished ones.
 
-    ``submit(spec)`` returns a future of the run's metrics; a spec whose folder already holds
-    ``metrics.json`` completes at once with the stored metrics (``resumed`` counts them).
-    ``on_done(spec, row)`` is called in the main process as each run finishes.
+    ``submit(spec)`` returns a future of the run's metrics; a spec whose folder already holds a
+    valid ``metrics.json`` (:func:`check_metrics`) completes at once with the stored metrics
+    (``resumed`` counts them); an invalid one is removed and the run done again, with a line to
+    ``log`` saying why (``redone`` lists them). ``on_done(spec, row)`` is called in the main
+    process as each run finishes.
 
     With ``vectorise=True`` submitted runs wait until a result is asked for (or the executor
     closes); then all waiting runs with the same number of steps train as vectorised stacks
@@ -554,11 +625,14 @@ class Executor:
     """
 
     def __init__(self, budget: Budget, dataset_args: tuple, out_dir: Path, jobs: int = 1,
-                 on_done: Callable[[RunSpec, dict, bool], None] | None = None, vectorise: bool = False):
+                 on_done: Callable[[RunSpec, dict, bool], None] | None = None,
+                 log: Callable[[str], None] | None = None, vectorise: bool = False):
         self.budget, self.dataset_args, self.out_dir = budget, dataset_args, Path(out_dir)
         self.jobs = max(1, int(jobs))
         self.on_done = on_done
+        self.log = log if log is not None else (lambda s: None)
         self.vectorise = bool(vectorise)
+        self.redone: list[str] = []
         self.resumed: list[str] = []
         self.ran: list[str] = []
         self.stacks: list[list[str]] = []
@@ -613,12 +687,24 @@ class Executor:
             torch.set_num_threads(threads)
 
     def submit(self, spec: RunSpec) -> Future:
-        done = read_metrics(self.out_dir / spec.name)
+        done, why = check_metrics(self.out_dir / spec.name, spec, self.budget)
+        if done is not None and spec.method == "reference":  # later runs start from its model: it must load
+            from lagrangian_family.backends.torch import checkpoint
+
+            model = self.out_dir / spec.name / "model.pt"
+            try:
+                checkpoint.load(model, kind="model")
+            except checkpoint.CheckpointError as e:
+                done, why = None, "its model.pt cannot be used: " + str(e).splitlines()[0].split(f"{model} ", 1)[-1]
         if done is not None:
             fut: Future = Future()
             fut.set_result(done)
             self._finish(spec, fut, True)
             return fut
+        if why is not None:
+            self.log(f"  redo {spec.name}: {why}")
+            self.redone.append(spec.name)
+            _discard(self.out_dir / spec.name / METRICS)
         if self.vectorise:
             fut = _Deferred(self)
             self._pending.append((spec, fut))

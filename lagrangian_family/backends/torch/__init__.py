@@ -22,7 +22,11 @@ A map of the backend (every name below is importable from here):
   :func:`calibrate_epsilon` sets ε from a reference run;
   :class:`~lagrangian_family.backends.torch.cooper.CooperProblem` hands it to cooper-optim
   (the ``cooper`` extra);
-* **training**: :class:`Trainer` (one step per player, dual updates, CSV log, checkpoints);
+* **training**: :class:`Trainer` (one step per player, dual updates, CSV log, checkpoints:
+  versioned and checksummed by :mod:`.checkpoint`, a damaged one raises :class:`CheckpointError`);
+  on every rank of a ``torch.distributed`` process group (``torchrun``; :func:`init_from_env`,
+  :class:`RankSync`, :class:`DistributedError`, :mod:`.distributed`), with the multipliers
+  the same on every rank; TensorBoard logs (:class:`TensorBoardLogger`, :mod:`.tensorboard`);
   :class:`VectorisedTrainer` trains a sweep of M runs of the section 7 model family as one
   stacked model (per-run noise, batches, optimiser state, multipliers and NaN guard;
   :func:`stack_key` says which runs stack);
@@ -53,13 +57,16 @@ of weight w is w·JS(a || b), estimated as (V + log 4)/2 from the discriminator'
 """
 
 from . import components, metrics
+from .checkpoint import CheckpointError
 from .compile import CompiledObjective, LossOutput, Player, compile_objective
 from .components import *  # noqa: F403  (the names of components.__all__, re-exported below)
+from .distributed import DistributedError, RankSync, init_from_env
 from .estimators import F_DIVERGENCES, FGANEstimator, GANEstimator, LikelihoodEstimator, MMDEstimator, WGANGPEstimator
 from .lagrangian import CompiledLagrangian, Constraint, Lagrangian, calibrate_epsilon
 from .model import Model, ModelFileError, build_component, component_spec, load_model, register_component, save_model
 from .registry import Context, Estimate, Estimator, Reject, candidates, register_estimator, unregister_estimator
 from .samples import DistributionPrior
+from .tensorboard import TensorBoardLogger
 from .train import NonFiniteLossError, Trainer
 from .updaters import GECO, DualUpdater, GradientAscent, RMSPropAscent, paper_preset
 from .vectorised import VectorisedTrainer, stack_key
@@ -82,6 +89,11 @@ __all__ = [
     "NonFiniteLossError",
     "VectorisedTrainer",
     "stack_key",
+    "CheckpointError",
+    "RankSync",
+    "DistributedError",
+    "init_from_env",
+    "TensorBoardLogger",
     "DistributionPrior",
     "metrics",
     "register_estimator",

@@ -48,6 +48,7 @@ from lagrangian_family.symbolic.objective import Objective, as_expr
 from lagrangian_family.symbolic.terms import DIVERGENCES, Term
 
 from . import estimators as _estimators  # noqa: F401  (registers the built-in estimators)
+from .distributed import reduce_output
 from .estimators.likelihood import analytic_kl_available
 from .estimators.mmd import KERNELS
 from .registry import Context, Estimate, Estimator, build, term_kind
@@ -111,6 +112,13 @@ class LossOutput:
     forward pass: ``primal_loss`` (value ``primal``, gradient the model's) and
     ``constraint_losses`` {name: D_i} (values ``constraints``, gradients the model's), for a
     constrained optimiser such as cooper (:mod:`.cooper`).
+
+    ``player_values``: the detached value of each player's loss ({"model": ..., and "critic": ...
+    where there is a critic}), for logging. ``world_size``: over how many ranks the detached
+    fields (``value``, ``terms``, ``heads``, ``player_values``, ``constraints``, ``violations``,
+    ``primal``) are averaged: 1 in a single process; under distributed training
+    (:meth:`CompiledObjective.distribute`) they are the global batch's, the same on every rank,
+    while the differentiable fields are this rank's shard's (:mod:`.distributed`).
     """
 
     loss: torch.Tensor
@@ -124,6 +132,8 @@ class LossOutput:
     primal: torch.Tensor | None = None
     primal_loss: torch.Tensor | None = None
     constraint_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    player_values: dict[str, torch.Tensor] = field(default_factory=dict)
+    world_size: int = 1
 
 
 # -- coefficients ---------------------------------------------------------------------------
@@ -290,6 +300,11 @@ def _unique_params(*modules) -> list[nn.Parameter]:
     return out
 
 
+def _player_values(players: Mapping[str, Player]) -> dict[str, torch.Tensor]:
+    """The detached value of each player's loss (the players without a loss left out)."""
+    return {name: p.loss.detach() for name, p in players.items() if p.loss is not None}
+
+
 def _why_not_computable(c) -> str:
     reasons = "; ".join(getattr(c, "reasons", ()) or ())
     return reasons or "it is in no computability class"
@@ -425,6 +440,7 @@ class CompiledObjective(nn.Module):
         self._scores_x = "dec_q" in self._keys and comps.decoder_explicit and comps.x_support is not None
         self._model_params = None
         self._critic_params = None
+        self._sync = None
         if example_x is not None:
             self.dry_run(example_x)
 
@@ -455,6 +471,48 @@ class CompiledObjective(nn.Module):
         rows.append("estimators:")
         rows += [f"  {t} <- {e.describe()}" for t, e in zip(self._texts, self.estimators)]
         return "\n".join(rows)
+
+    # -- distributed training -----------------------------------------------------------------
+    @property
+    def sync(self):
+        """The ranks the batch is sharded over (a :class:`~.distributed.RankSync`), or None."""
+        return self._sync
+
+    def distribute(self, enabled=True, *, group=None) -> CompiledObjective:
+        """Compute on one rank's shard of a global batch sharded over a ``torch.distributed``
+        process group (``group``, default the world), or stop (``enabled=False``); returns self.
+
+        While distributed, every call is a collective (call it on every rank, with shards of
+        equal size): the logged values of the output (``value``, ``terms``, ``heads``,
+        ``player_values``, a Lagrangian's ``constraints``, ``violations`` and ``primal``) are
+        averaged over the ranks, so a dual step on ``out.violations`` is the same on every rank,
+        and MMD terms are computed on the samples of the whole global batch (see
+        :mod:`.distributed`). The gradients are still this rank's: average them over the ranks
+        (the :class:`.Trainer` does). ``enabled`` may also be a
+        :class:`~.distributed.RankSync`. Outside a process group, ``distribute()`` raises
+        :class:`~lagrangian_family.ObjectiveError`:
+
+        >>> import torch
+        >>> from lagrangian_family.backends.torch import (GaussianMLPEncoder, BernoulliMLPDecoder,
+        ...     StandardNormalPrior)
+        >>> loss_fn = compile_objective("vae", encoder=GaussianMLPEncoder(4, 2, hidden=(8,)),
+        ...     decoder=BernoulliMLPDecoder(2, 4, hidden=(8,)), prior=StandardNormalPrior(2))
+        >>> loss_fn.distribute(False).sync is None
+        True
+        """
+        from .distributed import RankSync
+
+        if isinstance(enabled, RankSync):
+            sync = enabled
+        elif enabled is True or enabled is False:
+            sync = RankSync(group) if enabled else None
+        else:
+            raise ObjectiveError("distribute() takes True, False or a RankSync", expected="a bool or a RankSync",
+                                 given=f"{type(enabled).__name__} {enabled!r}", fix="loss_fn.distribute()")
+        self._sync = sync
+        for e in self.estimators:
+            e.sync = sync
+        return self
 
     # -- binding ------------------------------------------------------------------------------
     def _resolve_aliases(self, given: dict, where: str) -> dict:
@@ -627,7 +685,8 @@ class CompiledObjective(nn.Module):
                 value, model_loss = v.detach(), m
         terms = {t: e.value.detach() for t, e in zip(self._texts, ests)}
         loss, players = self._players(model_loss, ests)
-        return LossOutput(loss, value, terms, players, heads)
+        out = LossOutput(loss, value, terms, players, heads, player_values=_player_values(players))
+        return reduce_output(out, self._sync)
 
     def dry_run(self, x: torch.Tensor) -> None:
         """Run every estimator once on two examples (no gradient, random state restored); an

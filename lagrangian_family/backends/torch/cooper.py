@@ -24,6 +24,11 @@ evaluated twice.
 With SGD on λ (``maximize=True``) cooper's simultaneous step is the project's own
 :class:`.GradientAscent` step (Algorithm 1), update for update (tested).
 
+Under distributed training (:meth:`.CompiledObjective.distribute` on every rank) the dual step
+uses the violations averaged over the ranks (cooper's ``strict_violation``), so the multipliers
+stay the same on every rank; the primal gradients are each rank's, to be averaged over the ranks
+as in any data-parallel loop (:mod:`.distributed`).
+
 >>> import torch, cooper
 >>> from lagrangian_family.backends.torch import (GaussianMLPEncoder, BernoulliMLPDecoder,
 ...     StandardNormalPrior, Lagrangian)
@@ -137,5 +142,7 @@ class CooperProblem(cooper.ConstrainedMinimizationProblem):
         critic = out.players["critic"].loss
         if critic is not None and critic.requires_grad:  # the critics' gradient at zero value
             loss = loss + (critic - critic.detach()).to(loss.dtype)
-        state = cooper.ConstraintState(violation=violation)
+        # distributed (loss_fn.distribute()): the dual step on the violations averaged over the ranks
+        strict = out.violations.detach().to(violation) if out.world_size > 1 else None
+        state = cooper.ConstraintState(violation=violation, strict_violation=strict)
         return cooper.CMPState(loss=loss, observed_constraints={self.constraint: state}, misc={"out": out})

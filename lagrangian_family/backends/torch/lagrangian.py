@@ -45,7 +45,8 @@ from lagrangian_family.symbolic.classify import as_objective
 from lagrangian_family.symbolic.objective import Objective, as_coefficient, as_expr, symbol
 from lagrangian_family.symbolic.terms import MutualInformation
 
-from .compile import CompiledObjective, LossOutput, _Coefficient
+from .compile import CompiledObjective, LossOutput, _Coefficient, _player_values
+from .distributed import reduce_output
 
 __all__ = ["Constraint", "Lagrangian", "CompiledLagrangian", "calibrate_epsilon"]
 
@@ -227,6 +228,10 @@ class CompiledLagrangian(CompiledObjective):
     {name: D_i}, ``out.violations`` = D - ε, ``out.multipliers`` = λ. Differentiable, from the
     same forward pass: ``out.primal_loss`` and ``out.constraint_losses`` = {name: D_i}, whose
     gradients are the model's (what a constrained optimiser such as cooper needs: :mod:`.cooper`).
+    Under distributed training (:meth:`~.CompiledObjective.distribute`) the detached
+    ``constraints``, ``violations`` and ``primal`` are averaged over the ranks (the global
+    batch's estimates, the same on every rank), so a dual updater fed ``out.violations`` keeps
+    λ identical across the ranks (:mod:`.distributed`).
 
     >>> import torch
     >>> from lagrangian_family.backends.torch import (GaussianMLPEncoder, BernoulliMLPDecoder,
@@ -312,7 +317,8 @@ class CompiledLagrangian(CompiledObjective):
         out.primal = heads["primal"]
         out.primal_loss = primal_l
         out.constraint_losses = dict(zip(self.lagrangian.names, cons_l))
-        return out
+        out.player_values = _player_values(players)
+        return reduce_output(out, self._sync)
 
 
 def calibrate_epsilon(lagrangian: Lagrangian, data, *, encoder: nn.Module, decoder: nn.Module, prior,
@@ -328,6 +334,9 @@ def calibrate_epsilon(lagrangian: Lagrangian, data, *, encoder: nn.Module, decod
     dropped constants** (KL(q(x,z) || p(x,z)) as -ELBO), the same units the compiled
     Lagrangian measures, so ε = ε̂ + γ is consistent. ``gamma`` is a number or one per
     constraint (the paper: γ2 = 0.5 ε̂2). Returns ε̂ and sets ``lagrangian.epsilon``.
+    Under distributed training (a process group initialised) call it on every rank: the
+    reference run is distributed like any :class:`.Trainer`'s, and ε̂ is measured on the global
+    batches, the same on every rank.
 
     >>> import torch
     >>> from lagrangian_family.backends.torch import GaussianMLPEncoder, BernoulliMLPDecoder, StandardNormalPrior
@@ -353,7 +362,7 @@ def calibrate_epsilon(lagrangian: Lagrangian, data, *, encoder: nn.Module, decod
     trainer = Trainer(loss_fn, data, batch_size=batch_size, model_optimizer=optimizer, progress=progress)
     trainer.train(steps)
     totals = None
-    with torch.no_grad():
+    with torch.no_grad(), trainer._distributing():  # distributed: the global batches' values, on every rank
         for _ in range(eval_batches):
             x = trainer.next_batch()
             d = loss_fn(x).violations  # ε = 0 in the reference problem: violations are the values

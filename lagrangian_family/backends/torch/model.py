@@ -56,7 +56,6 @@ import json
 import math
 import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -412,15 +411,9 @@ def _write_file(path: Path, spec: Mapping, tensors: Mapping[str, torch.Tensor]) 
     text = json.dumps(spec, allow_nan=True)
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "spec": text, "tensors": dict(tensors),
                "sha256": _digest(text, tensors)}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from lagrangian_family.files import atomic_write  # a temporary left by a kill is removed by the next save
+
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def _damaged(path: Path, why: str) -> ModelFileError:

@@ -60,6 +60,11 @@ class Estimator(nn.Module):
     #: set by :func:`build`; None when the user passed an instance or a factory (a model file
     #: records it, so that loading rebuilds the same estimator)
     choice: str | None = None
+    #: the ranks of distributed training (a :class:`~.distributed.RankSync`), set by
+    #: :meth:`.CompiledObjective.distribute` while the batch is sharded over them, else None; an
+    #: estimator whose value is not a mean over the examples (MMD) uses it to compute on the
+    #: global batch
+    sync = None
 
     def __init__(self, term: Term):
         super().__init__()

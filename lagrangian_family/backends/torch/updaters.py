@@ -53,8 +53,17 @@ class DualUpdater:
         self._count = 0
         self.updates = 0
 
-    def step(self, violations: torch.Tensor) -> bool:
-        """Feed one step's violations D - ε; returns True when the multipliers were updated."""
+    def step(self, violations) -> bool:
+        """Feed one step's violations D - ε (a tensor, or the step's :class:`.LossOutput`);
+        returns True when the multipliers were updated.
+
+        Under distributed training every rank must feed the same violations, averaged over the
+        ranks, or the ranks' λ drift apart: a compiled Lagrangian gives them once distributed
+        (:meth:`.CompiledObjective.distribute`; the :class:`.Trainer` does it). Given the
+        :class:`.LossOutput` of a rank of a process group of several, an updater refuses
+        violations that are the rank's own shard's (``out.world_size == 1``)."""
+        if hasattr(violations, "violations") and hasattr(violations, "world_size"):
+            violations = self._global_violations(violations)
         lam = self.lagrangian.multipliers
         v = torch.as_tensor(violations).detach().to(device=lam.device, dtype=lam.dtype).reshape(lam.shape)
         if not torch.isfinite(v).all():
@@ -76,6 +85,23 @@ class DualUpdater:
             lam.clamp_(self.lower, self.upper)
         self.updates += 1
         return True
+
+    @staticmethod
+    def _global_violations(out) -> torch.Tensor:
+        if out.violations is None:
+            raise ObjectiveError("the output has no violations", expected="the output of a compiled Lagrangian",
+                                 given="the output of a compiled objective without constraints",
+                                 fix="compile a Lagrangian (Lagrangian(...).compile(...)) to learn multipliers")
+        import torch.distributed as dist
+
+        if out.world_size == 1 and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            raise ObjectiveError(
+                f"the violations are rank {dist.get_rank()}'s own, but {dist.get_world_size()} ranks are training",
+                expected="violations averaged over the ranks (out.world_size equal to the number of ranks)",
+                given="out.world_size = 1: the loss is not distributed, so each rank would step λ on its own shard "
+                      "and the multipliers would drift apart",
+                fix="call loss_fn.distribute() on every rank before training (the Trainer does it)")
+        return out.violations
 
     def _update(self, lam: torch.Tensor, g: torch.Tensor) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -74,10 +74,12 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -721,7 +723,7 @@ class VectorisedTrainer:
         """Each active run's log row, as :meth:`.Trainer.record` writes it (None for frozen runs)."""
         loss, value = out.loss.detach().tolist(), out.value.tolist()
         terms = {t: v.tolist() for t, v in out.terms.items()}
-        cons, lam = out.constraints.tolist(), out.multipliers.tolist()
+        cons, viol, lam = out.constraints.tolist(), out.violations.tolist(), out.multipliers.tolist()
         rows: list[dict | None] = []
         for m, plan in enumerate(self.plans):
             if not self.active[m]:
@@ -731,6 +733,8 @@ class VectorisedTrainer:
             row.update({t: terms[t][m] for t in plan.texts})
             for i, n in enumerate(plan.names):
                 row[f"constraint {n}"] = cons[m][i]
+            for i, n in enumerate(plan.names):
+                row[f"violation {n}"] = viol[m][i]
             for i, n in enumerate(plan.names):
                 row[f"lambda {n}"] = lam[m][i]
             rows.append(row)
@@ -819,22 +823,50 @@ class VectorisedTrainer:
             "batches": [b.state_dict() if callable(getattr(b, "state_dict", None)) else {} for b in self.batches],
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict` into a trainer built over the same runs, in the same order."""
+    def load_state_dict(self, state: dict, *, source: str | os.PathLike | None = None) -> None:
+        """Restore :meth:`state_dict` into a trainer built over the same runs, in the same order.
+
+        All or nothing: a state that does not fit (another number of runs, other shapes, a missing
+        entry) raises :class:`~.checkpoint.CheckpointError` (naming ``source``, the file it came
+        from) and leaves the trainer as it was."""
+        from .checkpoint import CheckpointError
+
+        where = f"checkpoint {source}" if source is not None else "the state"
+        expected = "a checkpoint of this stack: the same runs, in the same order, with the same settings"
         if not isinstance(state, Mapping) or state.get("format") != FORMAT:
             given = repr(state.get("format")) if isinstance(state, Mapping) else type(state).__name__
-            raise ObjectiveError("not a checkpoint of a vectorised trainer", expected=f"format {FORMAT!r}",
-                                 given=f"format {given}", fix="load a file written by VectorisedTrainer.save")
-        if int(state["runs"]) != self.M:
-            raise ObjectiveError("the checkpoint holds another number of runs", expected=f"{self.M} runs",
-                                 given=f"{state['runs']} runs", fix="build the same runs, in the same order")
+            raise CheckpointError(f"{where} is not a checkpoint of a vectorised trainer", path=source,
+                                  expected=f"format {FORMAT!r}", given=f"format {given}",
+                                  fix="load a file written by VectorisedTrainer.save")
+        if state.get("runs") != self.M:
+            raise CheckpointError(f"{where} holds another number of runs", path=source, expected=f"{self.M} runs",
+                                  given=f"{state.get('runs')} runs", fix="build the same runs, in the same order")
+        backup = copy.deepcopy(self.state_dict())
+        try:
+            self._load_state(state)
+        except Exception as err:  # noqa: BLE001 - whatever a bad state raises, the trainer is restored
+            self._load_state(backup)
+            raise CheckpointError(f"{where} does not fit this stack: {type(err).__name__}: "
+                                  f"{str(err).splitlines()[0] if str(err) else ''}", path=source, expected=expected,
+                                  given=type(err).__name__, fix="resume with the runs and settings the checkpoint "
+                                  "was written with, or start over without it") from err
+
+    def _load_state(self, state: Mapping) -> None:
+        step = state["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step {step!r} is not a step count")
+        active = state["active"]
+        if not isinstance(active, torch.Tensor) or tuple(active.shape) != (self.M,):
+            raise ValueError("the mask of active runs has another shape")
+        if len(state["noise"]) != self.M or len(state["batches"]) != self.M:
+            raise ValueError("the generators or batch samplers are not one per run")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         with torch.no_grad():
             self.holder.multipliers.copy_(state["multipliers"])
         if self.updater is not None and state["updater"] is not None:
             self.updater.load_state_dict(state["updater"])
-        self.active = state["active"].clone().to(torch.bool).cpu()
+        self.active = active.clone().to(torch.bool).cpu()
         self.failures = {int(m): NonFiniteLossError(msg) for m, msg in state["failures"].items()}
         self._frozen = {int(m): [t.to(self.device) for t in s] for m, s in state["frozen"].items()}
         for g, s in zip(self.noise, state["noise"]):
@@ -842,22 +874,54 @@ class VectorisedTrainer:
         for b, s in zip(self.batches, state["batches"]):
             if s and callable(getattr(b, "load_state_dict", None)):
                 b.load_state_dict(s)
-        self.step_count = int(state["step"])
+        self.step_count = int(step)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write a checkpoint of the whole stack (atomically: a temporary file, then a rename)."""
-        tmp = f"{path}.tmp"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        """Write a checkpoint of the whole stack (:mod:`.checkpoint`: versioned, checksummed, atomic)."""
+        from .checkpoint import save
+
+        save(path, self.state_dict(), kind="vectorised")
 
     def load(self, path: str | os.PathLike) -> None:
-        """Restore a checkpoint written by :meth:`save`; training then continues exactly."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as err:  # noqa: BLE001 - a damaged or foreign file
-            raise ObjectiveError(f"cannot read the checkpoint {path}", expected="a file written by "
-                                 "VectorisedTrainer.save", given=f"{type(err).__name__}: {str(err).splitlines()[0]}",
-                                 fix="delete it to start over") from err
-        self.load_state_dict(state)
+        """Restore a checkpoint written by :meth:`save`; training then continues exactly.
+
+        The file is verified (format, version, checksum) and must fit this stack; any problem
+        raises :class:`~.checkpoint.CheckpointError` naming the file, and the trainer is unchanged.
+        Each run's CSV log is cut back to the checkpoint's step (the rows a killed stack wrote
+        after its last checkpoint are written again by the resumed one)."""
+        from .checkpoint import load
+
+        self.load_state_dict(load(path, kind="vectorised"), source=path)
+        for m, p in enumerate(self.log_csv):
+            if p is not None:
+                _cut_log(Path(p), self.step_count)
+                self._csv_fields[m] = None
+
+
+def _cut_log(path: Path, step: int) -> None:
+    """Keep the complete rows of ``log.csv`` up to ``step`` (a line cut short by a kill is dropped)."""
+    if not path.exists():
+        return
+    from lagrangian_family.files import atomic_write
+
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        lines = lines[:-1]
+    rows = list(csv.reader(lines))
+    if not rows or "step" not in rows[0]:
+        atomic_write(path, b"")
+        return
+    i = rows[0].index("step")
+    keep = [rows[0]] + [r for r in rows[1:] if len(r) == len(rows[0]) and _as_step(r[i]) is not None
+                        and _as_step(r[i]) <= step]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(keep)
+    atomic_write(path, out.getvalue().encode())
+
+
+def _as_step(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

@@ -6,6 +6,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from torch.distributions import Independent, Normal
 
 import lagrangian_family as lf
 from lagrangian_family.backends.torch import (
@@ -86,16 +87,56 @@ def test_resume_continues_exactly(tmp_path, with_updater):
         assert not torch.equal(fn2.lagrangian.multipliers, torch.ones(2))
 
 
+class _Overflowing(torch.nn.Module):
+    """A 'decoder' whose mean is so large that (x - mean)^2 overflows float32: log p(x|z) = -inf."""
+
+    def forward(self, z):
+        loc = torch.full((z.shape[0], 6), 3e38)
+        return Independent(Normal(loc, torch.ones_like(loc)), 1)
+
+
 def test_infinite_loss_names_the_term():
     torch.manual_seed(0)
-    enc = FixedGaussian([0.0, 0.0])  # ignores x: only the decoder's term sees the bad value
-    dec = GaussianMLPDecoder(2, 6, hidden=(16,), scale=1.0)
-    fn = compile_objective("vae", encoder=enc, decoder=dec, prior=StandardNormalPrior(2))
-    data = torch.randn(8, 6)
-    data[3, 2] = float("inf")
+    enc = FixedGaussian([0.0, 0.0])  # finite KL: only the decoder's term overflows
+    fn = compile_objective("vae", encoder=enc, decoder=_Overflowing(), prior=StandardNormalPrior(2))
     with pytest.raises(NonFiniteLossError, match=r"E_\{q\(x,z\)\}\[log p\(x\|z\)\] = -inf"):
-        Trainer(fn, data, batch_size=8, progress=False).train(2)
+        Trainer(fn, torch.randn(8, 6), batch_size=8, progress=False).train(2)
 
+
+def test_non_finite_data_names_the_examples():
+    enc, dec, prior = tiny_models()
+    fn = compile_objective("vae", encoder=enc, decoder=dec, prior=prior)
+    data = binary_data(8)
+    data[3, 2] = float("inf")
+    data[5, 0] = float("nan")
+    trainer = Trainer(fn, data, batch_size=8, progress=False, seed=0)
+    before = _state(fn)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.train(2)
+    message = str(info.value)
+    # the whole dataset is one batch: the examples 3 and 5 of the data, wherever the shuffle put them
+    perm = trainer.batches.last_index.tolist()
+    rows = sorted([perm.index(3), perm.index(5)])
+    assert f"2 of its 8 examples: rows {rows[0]}, {rows[1]} of the batch (examples 3, 5 of the dataset)" in message
+    assert "step 1" in message and "Clean the data" in message
+    _assert_bitwise_equal(before, _state(fn))  # nothing was updated
+    assert trainer.step_count == 0
+
+
+def test_exploding_learning_rate_names_the_component():
+    """Finite but huge weights make the encoder's Normal get a NaN mean: torch's argument check
+    (a ValueError) becomes a NonFiniteLossError naming the encoder."""
+    enc, dec, prior = tiny_models()
+    fn = compile_objective("vae", encoder=enc, decoder=dec, prior=prior)
+    with torch.no_grad():  # finite weights, as after a few steps at a learning rate far too high
+        enc.body[0].weight.fill_(3e38)  # two pixels on: the hidden units overflow to inf
+        enc.head.weight.copy_(torch.tensor([1.0, -1.0]).repeat(enc.head.weight.shape[0], 8))  # inf - inf = nan
+    data = torch.ones(16, 6)
+    expected = r"the encoder returned a distribution with invalid parameters \(loc of Normal"
+    with pytest.raises(NonFiniteLossError, match=expected) as info:
+        Trainer(fn, data, batch_size=8, progress=False).train(1)
+    assert "every parameter is finite" in str(info.value) and "3e+38" in str(info.value)
+    assert isinstance(info.value.__cause__, ValueError)
 
 def test_nan_parameters_name_the_component():
     enc, dec, prior = tiny_models()

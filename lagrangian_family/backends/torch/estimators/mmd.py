@@ -95,7 +95,11 @@ def mmd(a: torch.Tensor, b: torch.Tensor, *, kernel: str = "paper", biased: bool
 
 
 class MMDEstimator(Estimator):
-    """``MMD(a || b)`` on the shared samples: no critic, a path gradient through both sides."""
+    """``MMD(a || b)`` on the shared samples: no critic, a path gradient through both sides.
+
+    The V-statistic is a mean over pairs, not over examples: under distributed training it is
+    computed on the samples of the whole global batch, gathered from every rank, not averaged
+    over the ranks' shards (whose smaller batches would carry a larger O(1/n) bias)."""
 
     def __init__(self, term: Divergence, left, right, *, kernel: str = "paper", biased: bool = True,
                  scales: Sequence[float] = SCALES, scale: float = 1.0):
@@ -111,8 +115,16 @@ class MMDEstimator(Estimator):
         self.kernel, self.biased, self.scales, self.scale = kernel, bool(biased), tuple(scales), float(scale)
 
     def forward(self, s) -> Estimate:
-        return Estimate(mmd(self._left(s), self._right(s), kernel=self.kernel, biased=self.biased,
-                            scales=self.scales, scale=self.scale))
+        """The MMD of the two sides' samples. Under distributed training (:attr:`sync` set) the
+        samples of every rank are gathered and the MMD is computed on the global batch, its
+        gradient scaled so that the ranks' average is the global batch's (:mod:`.distributed`)."""
+        a, b = self._left(s), self._right(s)
+        sync = self.sync
+        if sync is not None and sync.world_size > 1:
+            a, b = sync.gather(a, b)
+            value = mmd(a, b, kernel=self.kernel, biased=self.biased, scales=self.scales, scale=self.scale)
+            return Estimate(sync.scale_local_gradient(value))
+        return Estimate(mmd(a, b, kernel=self.kernel, biased=self.biased, scales=self.scales, scale=self.scale))
 
     def extra_repr(self) -> str:
         return f"{self.term}, kernel={self.kernel!r}, biased={self.biased}"
