@@ -5,8 +5,11 @@
 * ``lagfam experiment dual-verification``: section 7.1 (figure 1), the sign of α1 decides.
 * ``lagfam experiment pareto``: section 7.2 (figure 2), LagVAE against InfoVAE's grid.
 
-Both experiments take ``--budget smoke|small|paper`` (:mod:`.budgets`), ``--out``, ``--jobs`` and
-``--data``, are resumable, and write ``results.csv``, PNG plots and ``report.md``.
+Both experiments take ``--budget smoke|small|paper`` (:mod:`.budgets`), ``--out``, ``--jobs``,
+``--data`` and ``--no-vectorise``, are resumable, and write ``results.csv``, PNG plots and
+``report.md``. By default the runs that share a number of steps train as vectorised stacks
+(:func:`.runs.run_stack`, :class:`~lagrangian_family.backends.torch.VectorisedTrainer`), one stack
+per job; ``--no-vectorise`` trains one run per process with the ``Trainer``.
 
 Importing this package imports no torch (the CLI loads it to register the subcommands); the
 modules that train do, when used.

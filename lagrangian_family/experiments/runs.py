@@ -22,6 +22,7 @@ spec and budget) and redoes the others, saying why.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -35,8 +36,8 @@ from pathlib import Path
 
 from .budgets import Budget
 
-__all__ = ["RunSpec", "run", "evaluate", "Executor", "METRICS", "read_metrics", "check_metrics",
-           "write_json_atomic", "machine"]
+__all__ = ["RunSpec", "run", "run_stack", "evaluate", "Executor", "METRICS", "read_metrics", "check_metrics",
+           "write_json_atomic", "machine", "noise_stream"]
 
 METRICS = "metrics.json"
 
@@ -282,6 +283,104 @@ def evaluate(loss_fn, data, budget: Budget, device=None) -> dict:
     return out
 
 
+def _run_dir(spec: RunSpec, out_dir: Path | None, *, fresh_log: bool = True) -> Path | None:
+    """The run's folder with its ``spec.json``, cleared of what an earlier attempt left: temporaries
+    of killed processes, old metrics, and (unless ``fresh_log`` is False: a stack resumed from its
+    checkpoint) the training log."""
+    if out_dir is None:
+        return None
+    from lagrangian_family.files import remove_stale_temporaries
+
+    run_dir = Path(out_dir) / spec.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(run_dir)
+    _discard(run_dir / METRICS)  # a run done again: its old metrics are not its result
+    write_json_atomic(run_dir / "spec.json", asdict(spec))
+    if fresh_log and (run_dir / "log.csv").exists():  # a run interrupted earlier starts over
+        (run_dir / "log.csv").unlink()
+    return run_dir
+
+
+def _optimizer(budget: Budget, device):
+    """The model's optimiser: Adam, fused (one pass per element; the same arithmetic whether the
+    parameters are one run's or a stack's)."""
+    import torch
+
+    lr, betas, fused = budget.lr, tuple(budget.betas), device.type in ("cpu", "cuda")
+    return lambda p: torch.optim.Adam(p, lr=lr, betas=betas, fused=fused)
+
+
+def noise_stream(device):
+    """A generator in the state of ``device``'s global generator: the stream a run built by
+    :func:`build` draws its reparameterisation noise and prior samples from (``build`` seeds it
+    with the run's seed; the initialisation draws first). The vectorised path draws each run's
+    noise from such a generator, so a run gets the same noise in a stack as alone.
+
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> g = noise_stream("cpu")
+    >>> bool(torch.equal(torch.randn(3, generator=g), torch.randn(3)))
+    True
+    """
+    import torch
+
+    device = torch.device(device)
+    g = torch.Generator(device=device)
+    g.set_state(torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state())
+    return g
+
+
+def _use_stream(g, device) -> None:
+    """Make ``g``'s state the global state of ``device`` (a stacked run's evaluation then draws what
+    the same run trained alone would draw)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(g.get_state(), device)
+    else:
+        torch.set_rng_state(g.get_state())
+
+
+def _row(spec: RunSpec, budget: Budget, steps: int, lag, ev: dict, t_train: float, t_eval: float, device,
+         extra: dict | None = None) -> dict:
+    """The run's metrics (a row of the results CSV)."""
+    import torch
+
+    w = float(budget.mmd_weight)
+    lam = lag.multipliers.tolist()
+    row = {
+        "name": spec.name, "method": spec.method, "alpha1": float(spec.alpha1), "seed": spec.seed, "steps": steps,
+        "init_from": spec.init_from or "",
+        **{k: v for k, v in spec.tags.items()},
+        "lambda1": lam[0], "lambda2": lam[1] * w,
+        **ev,
+        "time_train_s": t_train, "time_eval_s": t_eval, "time_total_s": t_train + t_eval,
+        "steps_per_s": steps / t_train if t_train > 0 else math.nan,
+        "device": str(device), "threads": torch.get_num_threads(), "budget": budget.name,
+        **(extra or {}),
+    }
+    if spec.epsilon is not None:
+        eps1, eps2 = float(spec.epsilon[0]), float(spec.epsilon[1])
+        row.update({"eps1": eps1, "eps2": eps2,
+                    "violation_elbo": ev["train_neg_elbo"] - eps1, "violation_mmd": ev["train_mmd"] - eps2,
+                    "satisfied_elbo": bool(ev["train_neg_elbo"] <= eps1 + budget.tol_elbo),
+                    "satisfied_mmd": bool(ev["train_mmd"] <= eps2 * (1.0 + budget.tol_mmd_rel))})
+    return row
+
+
+def _write_results(spec: RunSpec, run_dir: Path | None, loss_fn, row: dict) -> None:
+    """``model.pt`` of a reference run (later runs may start from it: budget.warm_start), then
+    ``metrics.json`` (last: its presence marks the run finished)."""
+    if run_dir is None:
+        return
+    if spec.method == "reference":
+        from lagrangian_family.backends.torch import checkpoint
+
+        checkpoint.save(run_dir / "model.pt", {"encoder": loss_fn.encoder.state_dict(),
+                                               "decoder": loss_fn.decoder.state_dict()}, kind="model")
+    write_json_atomic(run_dir / METRICS, row)
+
+
 def run(spec: RunSpec, budget: Budget, data, out_dir: Path | None = None, *, progress: bool = False,
         progress_desc: str | None = None) -> dict:
     """Train and evaluate one run; write ``metrics.json`` (and ``log.csv``) into ``out_dir/spec.name``.
@@ -295,25 +394,14 @@ def run(spec: RunSpec, budget: Budget, data, out_dir: Path | None = None, *, pro
     from .datasets import StochasticBatches
 
     device = _device(budget)
-    run_dir = Path(out_dir) / spec.name if out_dir is not None else None
-    log_csv = None
-    if run_dir is not None:
-        from lagrangian_family.files import remove_stale_temporaries
-
-        run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(run_dir)
-        _discard(run_dir / METRICS)  # a run done again: its old metrics are not its result
-        write_json_atomic(run_dir / "spec.json", asdict(spec))
-        log_csv = run_dir / "log.csv"
-        if log_csv.exists():  # a run interrupted earlier starts over
-            log_csv.unlink()
+    run_dir = _run_dir(spec, out_dir)
+    log_csv = run_dir / "log.csv" if run_dir is not None else None
     steps = _steps(spec, budget)
     t0 = time.perf_counter()
     loss_fn, lag, updater = build(spec, budget, data.x_dim, device, out_dir)
     batches = StochasticBatches(data.train, budget.batch_size, seed=spec.seed + 1, device=device)
-    lr, betas = budget.lr, tuple(budget.betas)
     trainer = Trainer(loss_fn, batches, batch_size=budget.batch_size, updater=updater,
-                      model_optimizer=lambda p: torch.optim.Adam(p, lr=lr, betas=betas),
+                      model_optimizer=_optimizer(budget, device),
                       log_csv=log_csv, log_every=max(1, steps // max(1, budget.log_points)),
                       progress=False, seed=spec.seed)
     history = _train(trainer, steps, progress, progress_desc or spec.name)
@@ -323,32 +411,90 @@ def run(spec: RunSpec, budget: Budget, data, out_dir: Path | None = None, *, pro
     t1 = time.perf_counter()
     ev = evaluate(loss_fn, data, budget, device)
     t_eval = time.perf_counter() - t1
-    w = float(budget.mmd_weight)
-    lam = lag.multipliers.tolist()
-    row = {
-        "name": spec.name, "method": spec.method, "alpha1": float(spec.alpha1), "seed": spec.seed, "steps": steps,
-        "init_from": spec.init_from or "",
-        **{k: v for k, v in spec.tags.items()},
-        "lambda1": lam[0], "lambda2": lam[1] * w,
-        **ev,
-        "time_train_s": t_train, "time_eval_s": t_eval, "time_total_s": t_train + t_eval,
-        "steps_per_s": steps / t_train if t_train > 0 else math.nan,
-        "device": str(device), "threads": torch.get_num_threads(), "budget": budget.name,
-    }
-    if spec.epsilon is not None:
-        eps1, eps2 = float(spec.epsilon[0]), float(spec.epsilon[1])
-        row.update({"eps1": eps1, "eps2": eps2,
-                    "violation_elbo": ev["train_neg_elbo"] - eps1, "violation_mmd": ev["train_mmd"] - eps2,
-                    "satisfied_elbo": bool(ev["train_neg_elbo"] <= eps1 + budget.tol_elbo),
-                    "satisfied_mmd": bool(ev["train_mmd"] <= eps2 * (1.0 + budget.tol_mmd_rel))})
-    if run_dir is not None:
-        if spec.method == "reference":  # later runs may start from it (budget.warm_start)
-            from lagrangian_family.backends.torch import checkpoint
-
-            checkpoint.save(run_dir / "model.pt", {"encoder": loss_fn.encoder.state_dict(),
-                                                   "decoder": loss_fn.decoder.state_dict()}, kind="model")
-        write_json_atomic(run_dir / METRICS, row)
+    row = _row(spec, budget, steps, lag, ev, t_train, t_eval, device)
+    _write_results(spec, run_dir, loss_fn, row)
     return {**row, "history": history}
+
+
+def _stack_checkpoint(specs: Sequence[RunSpec], budget: Budget, out_dir: Path | None) -> Path | None:
+    """Where a stack's checkpoint lives: named by a hash of its runs' specs and the budget, so a rerun
+    of the same stack finds it and no other stack does."""
+    if out_dir is None:
+        return None
+    text = json.dumps([budget.to_dict(), [asdict(s) for s in specs]], sort_keys=True, default=str)
+    return Path(out_dir) / ".stacks" / f"{hashlib.sha1(text.encode()).hexdigest()[:16]}.pt"
+
+
+def run_stack(specs: Sequence[RunSpec], budget: Budget, data, out_dir: Path | None = None, *,
+              progress: bool = False) -> list:
+    """Train runs with the same number of steps as one vectorised stack, then evaluate each.
+
+    Each run is built as :func:`run` builds it (seed, warm start, Lagrangian, updater, batch
+    sampler) and draws its noise from :func:`noise_stream`, so its result does not depend on the
+    other runs of the stack, and equals :func:`run`'s up to the rounding of batched against
+    unbatched matrix products. Returns, per spec, its row (as :func:`run` returns it, without
+    ``history``) or the :class:`~lagrangian_family.backends.torch.NonFiniteLossError` that froze it
+    (the others are unaffected). With ``budget.checkpoint_every`` the stack is checkpointed in
+    ``out_dir/.stacks/`` and a rerun of the same stack resumes exactly."""
+    import torch
+
+    from lagrangian_family.backends.torch.vectorised import VectorisedTrainer
+
+    from .datasets import StochasticBatches
+
+    specs = list(specs)
+    counts = {_steps(s, budget) for s in specs}
+    if len(counts) != 1:
+        raise ValueError(f"a stack needs runs with one number of steps, got {sorted(counts)}")
+    steps = counts.pop()
+    device = _device(budget)
+    ckpt = _stack_checkpoint(specs, budget, out_dir) if budget.checkpoint_every else None
+    resume = ckpt is not None and ckpt.is_file()
+    t0 = time.perf_counter()
+    dirs, loss_fns, lags, updaters, noise, batches = [], [], [], [], [], []
+    for spec in specs:
+        dirs.append(_run_dir(spec, out_dir, fresh_log=not resume))
+        loss_fn, lag, updater = build(spec, budget, data.x_dim, device, out_dir)
+        loss_fns.append(loss_fn)
+        lags.append(lag)
+        updaters.append(updater)
+        noise.append(noise_stream(device))
+        batches.append(StochasticBatches(data.train, budget.batch_size, seed=spec.seed + 1, device=device))
+    if ckpt is not None:
+        ckpt.parent.mkdir(exist_ok=True)
+    trainer = VectorisedTrainer(loss_fns, batches, batch_size=budget.batch_size, updaters=updaters, noise=noise,
+                                model_optimizer=_optimizer(budget, device),
+                                log_csv=[d / "log.csv" if d is not None else None for d in dirs],
+                                log_every=max(1, steps // max(1, budget.log_points)), progress=progress,
+                                checkpoint=ckpt, checkpoint_every=budget.checkpoint_every)
+    if resume:
+        trainer.load(ckpt)  # verified; each run's log is cut back to the checkpoint's step
+    trainer.train(steps - trainer.step_count)
+    trainer.unstack()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t_stack = time.perf_counter() - t0
+    m_runs = len(specs)
+    extra = {"stack_size": m_runs, "stack_time_train_s": t_stack}
+    out: list = []
+    for m, spec in enumerate(specs):
+        if m in trainer.failures:
+            err = trainer.failures[m]
+            out.append(type(err)(f"run {spec.name}: {err}"))
+            continue
+        t1 = time.perf_counter()
+        _use_stream(noise[m], device)
+        ev = evaluate(loss_fns[m], data, budget, device)
+        t_eval = time.perf_counter() - t1
+        # time_train_s: the run's share of the stack's training time; steps_per_s: the rate each run of the
+        # stack advanced at (the stack's aggregate is stack_size times this)
+        row = _row(spec, budget, steps, lags[m], ev, t_stack / m_runs, t_eval, device, extra)
+        row["steps_per_s"] = steps / t_stack if t_stack > 0 else math.nan
+        _write_results(spec, dirs[m], loss_fns[m], row)
+        out.append(row)
+    if ckpt is not None and ckpt.exists():
+        ckpt.unlink()
+    return out
 
 
 def _train(trainer, steps: int, progress: bool, desc: str) -> list[dict]:
@@ -405,21 +551,62 @@ def _init_worker() -> None:
         pass
 
 
-def _worker(spec: RunSpec, budget: Budget, dataset_args: tuple, out_dir: str) -> dict:
-    """Run one spec in a worker process (data loaded once per process)."""
+def _worker_data(dataset_args: tuple):
     from .datasets import load
 
-    done, _ = check_metrics(Path(out_dir) / spec.name, spec, budget)
-    if done is not None:
-        return done
     key = dataset_args
     if key not in _WORKER_DATA:
         _WORKER_DATA.clear()
         name, data_dir, n_train, n_test = dataset_args
         _WORKER_DATA[key] = load(name, data_dir, n_train=n_train, n_test=n_test)
-    row = run(spec, budget, _WORKER_DATA[key], Path(out_dir))
+    return _WORKER_DATA[key]
+
+
+def _worker(spec: RunSpec, budget: Budget, dataset_args: tuple, out_dir: str) -> dict:
+    """Run one spec in a worker process (data loaded once per process)."""
+    done, _ = check_metrics(Path(out_dir) / spec.name, spec, budget)
+    if done is not None:
+        return done
+    row = run(spec, budget, _worker_data(dataset_args), Path(out_dir))
     row.pop("history", None)
     return row
+
+
+def _stack_worker(specs: list[RunSpec], budget: Budget, dataset_args: tuple, out_dir: str) -> list:
+    """Run specs as one stack in a worker process: per spec, its row or the error that froze it."""
+    return run_stack(specs, budget, _worker_data(dataset_args), Path(out_dir))
+
+
+def _chunks(items: list, parts: int) -> list[list]:
+    """``items`` in ``parts`` contiguous pieces of near-equal length (none empty).
+
+    >>> _chunks(list(range(5)), 2)
+    [[0, 1, 2], [3, 4]]
+    """
+    parts = max(1, min(parts, len(items)))
+    size, extra = divmod(len(items), parts)
+    out, i = [], 0
+    for p in range(parts):
+        n = size + (p < extra)
+        out.append(items[i:i + n])
+        i += n
+    return out
+
+
+class _Deferred(Future):
+    """A run submitted to a vectorising executor: asking for its result trains every pending run."""
+
+    def __init__(self, executor: Executor):
+        super().__init__()
+        self._executor = executor
+
+    def result(self, timeout=None):
+        self._executor.flush()
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        self._executor.flush()
+        return super().exception(timeout)
 
 
 class Executor:
@@ -430,20 +617,28 @@ class Executor:
     (``resumed`` counts them); an invalid one is removed and the run done again, with a line to
     ``log`` saying why (``redone`` lists them). ``on_done(spec, row)`` is called in the main
     process as each run finishes.
+
+    With ``vectorise=True`` submitted runs wait until a result is asked for (or the executor
+    closes); then all waiting runs with the same number of steps train as vectorised stacks
+    (:func:`run_stack`), each group split into at most ``jobs`` stacks, one per process (one
+    thread each). A run frozen by its NaN guard fails its own future only.
     """
 
     def __init__(self, budget: Budget, dataset_args: tuple, out_dir: Path, jobs: int = 1,
                  on_done: Callable[[RunSpec, dict, bool], None] | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, vectorise: bool = False):
         self.budget, self.dataset_args, self.out_dir = budget, dataset_args, Path(out_dir)
         self.jobs = max(1, int(jobs))
         self.on_done = on_done
         self.log = log if log is not None else (lambda s: None)
+        self.vectorise = bool(vectorise)
         self.redone: list[str] = []
         self.resumed: list[str] = []
         self.ran: list[str] = []
+        self.stacks: list[list[str]] = []
         self._pool = None
         self._data = None
+        self._pending: list[tuple[RunSpec, Future]] = []
 
     def __enter__(self):
         if self.jobs > 1:
@@ -454,15 +649,42 @@ class Executor:
         return self
 
     def __exit__(self, *exc):
-        if self._pool is not None:
-            self._pool.shutdown(wait=exc[0] is None, cancel_futures=exc[0] is not None)
+        try:
+            if exc[0] is None:
+                self.flush()
+            else:
+                for _, fut in self._pending:
+                    fut.cancel()
+                self._pending = []
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=exc[0] is None, cancel_futures=exc[0] is not None)
         return False
 
     def _finish(self, spec: RunSpec, fut: Future, resumed: bool) -> None:
-        if fut.exception() is None:
+        if Future.exception(fut) is None:
             (self.resumed if resumed else self.ran).append(spec.name)
             if self.on_done is not None:
-                self.on_done(spec, fut.result(), resumed)
+                self.on_done(spec, Future.result(fut), resumed)
+
+    def _local_data(self):
+        if self._data is None:
+            from .datasets import load
+
+            name, data_dir, n_train, n_test = self.dataset_args
+            self._data = load(name, data_dir, n_train=n_train, n_test=n_test)
+        return self._data
+
+    def _in_process(self, fn, *args):
+        """``fn(*args)`` in this process with one torch thread, as in the workers."""
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args)
+        finally:
+            torch.set_num_threads(threads)
 
     def submit(self, spec: RunSpec) -> Future:
         done, why = check_metrics(self.out_dir / spec.name, spec, self.budget)
@@ -483,25 +705,18 @@ class Executor:
             self.log(f"  redo {spec.name}: {why}")
             self.redone.append(spec.name)
             _discard(self.out_dir / spec.name / METRICS)
+        if self.vectorise:
+            fut = _Deferred(self)
+            self._pending.append((spec, fut))
+            return fut
         if self._pool is None:
-            import torch
-
             fut = Future()
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # as in the workers: one job, one thread
             try:
-                if self._data is None:
-                    from .datasets import load
-
-                    name, data_dir, n_train, n_test = self.dataset_args
-                    self._data = load(name, data_dir, n_train=n_train, n_test=n_test)
-                row = run(spec, self.budget, self._data, self.out_dir)
+                row = self._in_process(run, spec, self.budget, self._local_data(), self.out_dir)
                 row.pop("history", None)
                 fut.set_result(row)
             except Exception as e:  # surfaced by fut.result()
                 fut.set_exception(e)
-            finally:
-                torch.set_num_threads(threads)
             self._finish(spec, fut, False)
             return fut
         fut = self._pool.submit(_worker, spec, self.budget, self.dataset_args, str(self.out_dir))
@@ -510,3 +725,40 @@ class Executor:
 
     def map(self, specs: Sequence[RunSpec]) -> list[Future]:
         return [self.submit(s) for s in specs]
+
+    def _resolve(self, chunk: list[tuple[RunSpec, Future]], outcome) -> None:
+        """Set the futures of a stack's runs from its outcome (a list of rows and errors, or one error)."""
+        for i, (spec, fut) in enumerate(chunk):
+            item = outcome[i] if isinstance(outcome, list) else outcome
+            if isinstance(item, BaseException):
+                fut.set_exception(item)
+            else:
+                fut.set_result(item)
+            self._finish(spec, fut, False)
+
+    def flush(self) -> None:
+        """Train every waiting run now (vectorised mode): group them by number of steps, split each
+        group into at most ``jobs`` stacks, run the stacks (in parallel processes when ``jobs > 1``)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        groups: dict[int, list[tuple[RunSpec, Future]]] = {}
+        for item in pending:
+            groups.setdefault(_steps(item[0], self.budget), []).append(item)
+        chunks = [c for g in groups.values() for c in _chunks(g, self.jobs)]
+        self.stacks += [[s.name for s, _ in c] for c in chunks]
+        if self._pool is None:
+            for chunk in chunks:
+                try:
+                    outcome = self._in_process(run_stack, [s for s, _ in chunk], self.budget, self._local_data(),
+                                               self.out_dir)
+                except Exception as e:  # surfaced by each run's future
+                    outcome = e
+                self._resolve(chunk, outcome)
+            return
+        from concurrent.futures import as_completed
+
+        futs = {self._pool.submit(_stack_worker, [s for s, _ in c], self.budget, self.dataset_args,
+                                  str(self.out_dir)): c for c in chunks}
+        for f in as_completed(futs):
+            self._resolve(futs[f], f.exception() if f.exception() is not None else f.result())

@@ -27,6 +27,9 @@ A map of the backend (every name below is importable from here):
   on every rank of a ``torch.distributed`` process group (``torchrun``; :func:`init_from_env`,
   :class:`RankSync`, :class:`DistributedError`, :mod:`.distributed`), with the multipliers
   the same on every rank; TensorBoard logs (:class:`TensorBoardLogger`, :mod:`.tensorboard`);
+  :class:`VectorisedTrainer` trains a sweep of M runs of the section 7 model family as one
+  stacked model (per-run noise, batches, optimiser state, multipliers and NaN guard;
+  :func:`stack_key` says which runs stack);
 * **model files**: :func:`save_model` and :func:`load_model` (a :class:`Model` with
   ``sample``, ``encode``, ``decode``, ``reconstruct``); :func:`register_component` for custom
   components;
@@ -66,6 +69,7 @@ from .samples import DistributionPrior
 from .tensorboard import TensorBoardLogger
 from .train import NonFiniteLossError, Trainer
 from .updaters import GECO, DualUpdater, GradientAscent, RMSPropAscent, paper_preset
+from .vectorised import VectorisedTrainer, stack_key
 
 __all__ = [
     "compile_objective",
@@ -83,6 +87,8 @@ __all__ = [
     "paper_preset",
     "Trainer",
     "NonFiniteLossError",
+    "VectorisedTrainer",
+    "stack_key",
     "CheckpointError",
     "RankSync",
     "DistributedError",
