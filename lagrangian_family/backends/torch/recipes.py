@@ -22,7 +22,8 @@ What is chosen, and why (every choice is an option of :func:`recipe`, named in b
   is a Gaussian MLP (reparameterised) unless the zoo model's paper says otherwise
   (:data:`ZOO_STRUCTURE`): BiGAN's and WAE's deterministic encoders, AAE's deterministic
   encoder, AVB's implicit noisy encoder, InfoGAN's code prior and Q network, CycleGAN's and
-  DiscoGAN's image translators with the colour-inverted digits as the second domain.
+  DiscoGAN's deterministic image translators scored by a per-pixel mean l1 cycle cost
+  (:class:`~.components.CycleCost`) with the colour-inverted digits as the second domain.
 * **Critics** (every JS, W, f-divergence and density-ratio term): :class:`~.components.MLPCritic`
   with spectral normalisation on every layer (``spectral_norm=True``; Miyato et al. 2018),
   which bounds the critic's Lipschitz constant so it cannot saturate: without it the
@@ -149,7 +150,8 @@ OPTIONS: dict[str, str] = {
     "encoder": "'gaussian', 'deterministic', 'noisy', 'code' or 'translator' (default: the model's paper)",
     "decoder": "'bernoulli', 'generator' or 'translator' (default: from the objective's terms)",
     "domain": "the second domain's transform for CycleGAN/DiscoGAN (default 'invert')",
-    "translator_scale": "the Laplace scale of the translators (default 0.1)",
+    "translator_scale": "the l1 cost's scale in the translators (default None: the number of pixels, a per-pixel "
+                        "mean l1)",
     "n_categories": "InfoGAN's categorical code size (default 10)",
     "n_continuous": "InfoGAN's continuous codes (default 2)",
     "n_noise": "InfoGAN's noise dimensions (default 62; smoke: 4)",
@@ -446,8 +448,10 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
                               fix="use decoder='bernoulli' or 'generator'")
         decoder = {"class": "LaplaceConvTranslator",
                    "config": {"side": side, "width": _translator_width(budget), "depth": 3,
-                              "scale": float(o.get("translator_scale", 0.1))}}
-        reasons["decoder"] = structure.get("why", "") + "; Laplace of scale 0.1: -log p is the l1 cycle cost / 0.1"
+                              "scale": o.get("translator_scale")}}
+        reasons["decoder"] = structure.get("why", "") + ("; the translation is deterministic and scored by the l1 cost "
+                                                         "over the number of pixels, so -lambda_c log p(x|z) is "
+                                                         "CycleGAN's lambda times a per-pixel mean l1")
     else:
         raise RecipeError(f"unknown decoder kind {dec_kind!r}", expected="'bernoulli', 'generator' or 'translator'",
                           given=repr(dec_kind), fix="use decoder='bernoulli'")
@@ -488,7 +492,7 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
                               given="encoder='translator'", fix="use encoder='gaussian'")
         encoder = dict(decoder) if dec_kind == "translator" else {
             "class": "LaplaceConvTranslator", "config": {"side": side, "width": _translator_width(budget),
-                                                         "depth": 3, "scale": float(o.get("translator_scale", 0.1))}}
+                                                         "depth": 3, "scale": o.get("translator_scale")}}
         encoder = copy.deepcopy(encoder)
         reasons["encoder"] = "the map from the digits to the second domain, the same translator as the decoder"
     else:
