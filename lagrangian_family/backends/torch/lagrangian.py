@@ -493,7 +493,7 @@ def epsilon_with_slack(lagrangian: Lagrangian, measured, slack) -> torch.Tensor:
     """Set ε = ε̂ + γ (section 6) from the constraints' values ``measured`` in a reference run (a
     tensor or sequence in the order of ``lagrangian.names``, or a mapping by name) and the
     ``slack`` γ: a number (every constraint), one per constraint, a mapping by constraint name, and
-    any value may be a string ``"50%"``, relative to the measured value (|ε̂|·0.5; the paper's
+    any value may be a string ``"50%"``, relative to the measured value (0.5 times its absolute value; the paper's
     γ2 = 0.5 ε̂2). Slack is in each constraint's units (-ELBO nats for a joint KL, the JS estimate's
     nats, squared MMD...), so one number rarely suits constraints of different kinds. Returns ε.
 
