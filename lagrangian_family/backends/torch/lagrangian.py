@@ -525,7 +525,7 @@ def epsilon_with_slack(lagrangian: Lagrangian, measured, slack) -> torch.Tensor:
 
 def lagrangian_of(objective, *, preference: str, alpha: float = 1.0, slack=None, reference=None,
                   epsilon=None, params: Mapping | None = None, multipliers: Sequence[str] | None = None,
-                  init: float | Sequence[float] | str = 1.0) -> Lagrangian:
+                  init: float | Sequence[float] | str = 1.0, require_consistency: bool = True) -> Lagrangian:
     """The Lagrangian version of a member of the family: its dual form's divergences become
     constraints ``D_i <= ε_i`` with learned ``λ_i >= 0``, and the primal is the information
     ``preference`` (one of ``'maximise-Iq'``, ``'minimise-Iq'``, ``'maximise-Ip'``,
@@ -540,6 +540,8 @@ def lagrangian_of(objective, *, preference: str, alpha: float = 1.0, slack=None,
     (every zoo model except VMI, which enforces none: paper, footnote 2). ``alpha`` > 0: the
     primal's weight (only its sign matters, and the preference gives it). ``multipliers``: the
     symbols of an objective that already is a Lagrangian (the zoo's ``lagvae`` names its own).
+    ``require_consistency=False`` accepts constraints that do not enforce consistency (see
+    :func:`~lagrangian_family.symbolic.constrained.lagrangian_form`).
 
     ε, in the units of the compiled constraints (constants dropped; a joint KL(q || p) as -ELBO),
     one of:
@@ -575,7 +577,8 @@ def lagrangian_of(objective, *, preference: str, alpha: float = 1.0, slack=None,
     """
     from lagrangian_family.symbolic.constrained import lagrangian_form
 
-    form = lagrangian_form(objective, preference=preference, alpha=alpha, params=params, multipliers=multipliers)
+    form = lagrangian_form(objective, preference=preference, alpha=alpha, params=params, multipliers=multipliers,
+                           require_consistency=require_consistency)
     if isinstance(init, str):
         if init != "original":
             raise ObjectiveError("bad initial multipliers", expected="a number, one per constraint, or 'original'",
