@@ -300,7 +300,8 @@ def readme(out: Path, command: str) -> str:
              "the reference run (section 6, eq. 19: the constraints alone with the original model's multipliers, "
              "measured on the held-out images). λ starts at the original model's multipliers (`init='original'`) and "
              "ascends by RMSProp (TF1 semantics) on the constraints measured on held-out batches (`HeldOut`; the "
-             "mean of `dual_every` batches per update, in each run's JSON with `dual_lr`), clipped to [0.001, 1000]. Every constraint is measured on batches of {MEASURE_BATCH} (the MMD's "
+             "mean of `dual_every` batches per update, in each run's JSON with `dual_lr`), clipped to [0.001, 1000]. "
+             f"Every constraint is measured on batches of {MEASURE_BATCH} (the MMD's "
              "V-statistic is biased by O(1/n)).", "",
              "Information, estimated without the objective: I_q by eq. 21 (KDE of q(z), nats) and the test accuracy "
              "of a linear probe of the digit from z; I_p by a Barber-Agakov lower bound with fresh scikit-learn "
