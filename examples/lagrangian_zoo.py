@@ -277,6 +277,19 @@ def _fmt(v, digits=3) -> str:
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
 
 
+NOTES = """Notes. `infogan` is InfoGAN's Lagrangian as its dual form says: constraints
+E_p(x)[KL(p(z|x) || q(z|x))] and JS(q(x) || p(x)). The first is infinite for a deterministic
+generator (p(z|x) has no density), and its computable form KL(p(x,z) || q(x,z)) - KL(p(x) || q(x))
+is a difference of two divergences from the data distribution, which has no density either: with the
+recipe's categorical code it does not compile (the f-GAN critic of the joint KL needs reparameterised
+samples of q(z|x)), and with a Gaussian q(z|x) over the whole latent (`infogan-gaussian-q`) it
+compiles and its adversarial estimate is not bounded below (its values are in the table: the
+reference run minimises it). `infogan-js` keeps the estimable constraint alone,
+JS(q(x) || p(x)) <= eps (`require_consistency=False`: it does not tie q(z|x) to the generator);
+its minimising direction needs the upper bound of I_p, E_p(z)[KL(p(x|z) || q(x))], whose computable
+form has the same joint KL, so it is refused with the recipe's code encoder for the same reason."""
+
+
 def _key(rec) -> str:
     info = rec["information"]
     return next(k for k in ("I_q_kde", "I_p_code_lower_bound") if k in info)
@@ -309,10 +322,39 @@ def readme(out: Path, command: str) -> str:
              "and the share of generated digits the categorical code picks, Hungarian-matched). A constraint counts "
              "as satisfied when its test violation D − ε is at most twice its standard error over the test batches "
              f"({MEASURE_BATCH} images each).", ""]
-    models = []
-    for m, _ in recs:
-        if m not in models:
-            models.append(m)
+    models = [m for m in MODELS if any(k[0] == m for k in recs)]
+    models += [m for m, _ in recs if m not in models]
+    lines += ["## Summary", "",
+              "| model | constraints | information (estimate) | reference | maximise | minimise | moved both ways "
+              "| constraints satisfied (test) |", "|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        fam = MODELS.get(m, {}).get("family", "q")
+        rf, mx, mn = (recs.get((m, p)) for p in ("reference (eq. 19)", f"maximise-I{fam}", f"minimise-I{fam}"))
+        names = ", ".join(f"`{n}`" for n in (rf or {}).get("names", []))
+
+        def cell(r, key):
+            if r is None:
+                return "not run"
+            if "refused" in r:
+                return "refused"
+            return f"{r['information'][key]:.3g}"
+
+        def sat(r):
+            if r is None or "refused" in r or "violations" not in r:
+                return "–"
+            return "yes" if all(d <= 2 * e for d, e in zip(r["violations"], r["violation_se"])) else "**no**"
+
+        key = _key(rf) if rf is not None and "refused" not in rf else "–"
+        if key == "–":
+            lines.append(f"| {m} | {names} | – | {cell(rf, key)} | – | – | – | – |")
+            continue
+        moved = "–"
+        if all(r is not None and "refused" not in r for r in (mx, mn)):
+            a, b, c = mx["information"][key], mn["information"][key], rf["information"][key]
+            moved = "yes" if a > c > b else "**no**"
+        lines.append(f"| {m} | {names} | {key} | {cell(rf, key)} | {cell(mx, key)} | {cell(mn, key)} | {moved} | "
+                     f"max {sat(mx)}, min {sat(mn)} |")
+    lines += ["", NOTES, ""]
     for m in models:
         fam = MODELS.get(m, {}).get("family", "q")
         ref = recs.get((m, "reference (eq. 19)"))
