@@ -558,6 +558,11 @@ def lagrangian_of(objective, *, preference: str, alpha: float = 1.0, slack=None,
 
     ``init``: the initial multipliers (Algorithm 1: 1), or ``"original"`` for the original model's.
 
+    The result is a plain :class:`Lagrangian` (primal ``±alpha·I``, the bound chosen when it is
+    compiled), so :func:`.save_model` stores it as any Lagrangian (primal, constraints, λ, ε); the
+    symbolic ``form``, ``reference_multipliers`` and ``slack`` are attributes that a loaded model
+    does not have (call ``lagrangian_of`` again for them).
+
     The command line's ``lagfam train MODEL --lagrangian PREFERENCE --slack S`` does, with the
     original model's recipe ``r = recipes.recipe(MODEL, data=..., budget=...)``::
 
