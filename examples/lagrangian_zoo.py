@@ -51,7 +51,7 @@ from lagrangian_family.backends.torch import (
 )
 from lagrangian_family.backends.torch.metrics import mutual_information_kde
 from lagrangian_family.backends.torch.recipes import recipe
-from lagrangian_family.errors import ObjectiveError
+from lagrangian_family.errors import NonFiniteLossError, ObjectiveError
 from lagrangian_family.files import atomic_write
 
 #: recipe options of the models with a Bernoulli decoder: pixels binarised at 0.5, as the linear probe
@@ -226,7 +226,13 @@ def run_model(name: str, budget: str, out: Path, dual_lr: float, dual_every: int
             _write(ref_path, ref)
             print(f"{name}: refused: {str(e).splitlines()[0]}", flush=True)
             return
-        _, cpu = _train(r, ref_fn, x_train, steps, None)
+        try:
+            _, cpu = _train(r, ref_fn, x_train, steps, None)
+        except NonFiniteLossError as e:
+            ref = {**head, "preference": "reference (eq. 19)", "refused": "diverged: " + str(e), "finished": True}
+            _write(ref_path, ref)
+            print(f"{name}: reference diverged: {str(e).splitlines()[0]}", flush=True)
+            return
         eps_hat = measure_constraints(ref_fn, x_val, batch_size=MEASURE_BATCH)
         per = _per_batch(ref_fn, x_test)
         ref = {**head, "preference": "reference (eq. 19)", "reference_multipliers": list(base.reference_multipliers),
@@ -252,7 +258,12 @@ def run_model(name: str, budget: str, out: Path, dual_lr: float, dual_every: int
             continue
         dual = RMSPropAscent(lag, lr=dual_lr, lower=0.001, upper=1000.0, every=dual_every)
         updater = HeldOut(dual, loss_fn, x_val, batch_size=MEASURE_BATCH)
-        rows, cpu = _train(r, loss_fn, x_train, steps, updater)
+        try:
+            rows, cpu = _train(r, loss_fn, x_train, steps, updater)
+        except NonFiniteLossError as e:  # an estimate that is not bounded below: recorded, not hidden
+            _write(path, {**head, "preference": pref, "refused": "diverged: " + str(e), "finished": True})
+            print(f"{name} {pref}: diverged: {str(e).splitlines()[0]}", flush=True)
+            continue
         per = _per_batch(loss_fn, x_test)
         values = per.mean(0)
         se = per.std(0, ddof=1) / math.sqrt(per.shape[0])
@@ -336,7 +347,7 @@ def readme(out: Path, command: str) -> str:
             if r is None:
                 return "not run"
             if "refused" in r:
-                return "refused"
+                return "diverged" if r["refused"].startswith("diverged: ") else "refused"
             return f"{r['information'][key]:.3g}"
 
         def sat(r):
@@ -367,7 +378,9 @@ def readme(out: Path, command: str) -> str:
             if r is None:
                 continue
             if "refused" in r:
-                refused.append(f"- {pref}: refused: " + " / ".join(r["refused"].splitlines()))
+                why = r["refused"]
+                label = "diverged" if why.startswith("diverged: ") else "refused"
+                refused.append(f"- {pref}: {label}: " + " / ".join(why.removeprefix("diverged: ").splitlines()))
                 continue
             info = r["information"]
             keys = keys or [k for k in ("I_q_kde", "probe_accuracy", "I_p_lower_bound", "I_p_code_lower_bound",
