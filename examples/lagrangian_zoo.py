@@ -314,8 +314,8 @@ generator (p(z|x) has no density), and its computable form KL(p(x,z) || q(x,z)) 
 is a difference of two divergences from the data distribution, which has no density either: with the
 recipe's categorical code it does not compile (the f-GAN critic of the joint KL needs reparameterised
 samples of q(z|x)), and with a Gaussian q(z|x) over the whole latent (`infogan-gaussian-q`) it
-compiles and its adversarial estimate is not bounded below (its values are in the table: the
-reference run minimises it). `infogan-js` keeps the estimable constraint alone,
+compiles, but its adversarial estimates are not bounded below, which the reference run, minimising
+them, finds (what it gave is below). `infogan-js` keeps the estimable constraint alone,
 JS(q(x) || p(x)) <= eps (`require_consistency=False`: it does not tie q(z|x) to the generator);
 its minimising direction needs the upper bound of I_p, E_p(z)[KL(p(x|z) || q(x))], whose computable
 form has the same joint KL, so it is refused with the recipe's code encoder for the same reason."""
