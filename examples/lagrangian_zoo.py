@@ -110,18 +110,22 @@ def _per_batch(loss_fn, x, batch: int = MEASURE_BATCH) -> np.ndarray:
                      for i in range(0, x.shape[0], batch)])
 
 
-def _ba_gaussian(xa, xb, za, zb, entropy_per_dim, seed) -> float:
+#: generated pairs for the Barber-Agakov bounds, and the regressors' iterations, per budget
+INFO_SIZE = {"smoke": (400, 30), "small": (4000, 300)}
+
+
+def _ba_gaussian(xa, xb, za, zb, entropy_per_dim, seed, max_iter: int = 300) -> float:
     """Barber-Agakov: H(z) + E log N(z; f(x), σ²) with f a fresh MLP regressor and σ² fitted on
     the first half, the expectation on the second half."""
     from sklearn.neural_network import MLPRegressor
 
-    reg = MLPRegressor(hidden_layer_sizes=(128,), max_iter=300, random_state=seed).fit(xa, za)
+    reg = MLPRegressor(hidden_layer_sizes=(128,), max_iter=max_iter, random_state=seed).fit(xa, za)
     var = np.maximum(((reg.predict(xa) - za) ** 2).mean(0), 1e-6)
     mse = ((reg.predict(xb) - zb) ** 2).mean(0)
     return float(np.sum(entropy_per_dim - 0.5 * np.log(2 * np.pi * var) - 0.5 * mse / var))
 
 
-def _information(fn, x_train, x_test, prior_class: str, seed: int) -> dict:
+def _information(fn, x_train, x_test, prior_class: str, seed: int, budget: str = "small") -> dict:
     """Estimates of the model's information that do not know its objective."""
     import warnings
 
@@ -132,29 +136,30 @@ def _information(fn, x_train, x_test, prior_class: str, seed: int) -> dict:
     from lagrangian_family.evaluate import code_recovery, probe_encoder
 
     enc, dec, prior = fn.encoder, fn.decoder, fn.prior
+    n, iters = INFO_SIZE.get(budget, INFO_SIZE["small"])
     out = {}
     torch.manual_seed(seed)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         if prior_class == "CodePrior":
             k, m = prior.n_categories, prior.n_continuous
-            z = prior.sample(4000)
+            z = prior.sample(n)
             xg = _generate(dec, z).numpy()
             c, u = z[:, :k].argmax(1).numpy(), z[:, k:k + m].numpy()
             xa, xb, ca, cb, ua, ub = train_test_split(xg, c, u, test_size=0.5, random_state=seed)
-            clf = MLPClassifier(hidden_layer_sizes=(128,), max_iter=300, random_state=seed).fit(xa, ca)
+            clf = MLPClassifier(hidden_layer_sizes=(128,), max_iter=iters, random_state=seed).fit(xa, ca)
             p = np.clip(clf.predict_proba(xb)[np.arange(len(cb)), np.searchsorted(clf.classes_, cb)], 1e-12, 1)
             i_c = float(math.log(k) + np.log(p).mean())
-            i_u = _ba_gaussian(xa, xb, ua, ub, math.log(2.0), seed)  # u uniform on [-1, 1]: H = log 2 per code
+            i_u = _ba_gaussian(xa, xb, ua, ub, math.log(2.0), seed, iters)  # u uniform on [-1, 1]: H = log 2 per code
             out.update({"I_p_code_lower_bound": i_c + i_u, "I_p_categorical": i_c, "I_p_continuous": i_u})
             codes = torch.arange(500) % k
             imgs = _generate(dec, prior.sample_codes(500, codes)).numpy()
             out["code_recovery"] = float(code_recovery(imgs, codes.numpy(), "digits")["accuracy"])
         else:
-            z = prior.sample(4000)
+            z = prior.sample(n)
             xg = _generate(dec, z).numpy()
             xa, xb, za, zb = train_test_split(xg, z.numpy(), test_size=0.5, random_state=seed)
-            out["I_p_lower_bound"] = _ba_gaussian(xa, xb, za, zb, 0.5 * math.log(2 * math.pi * math.e), seed)
+            out["I_p_lower_bound"] = _ba_gaussian(xa, xb, za, zb, 0.5 * math.log(2 * math.pi * math.e), seed, iters)
             out["I_q_kde"] = float(mutual_information_kde(enc, x_train, x_test))
             out["probe_accuracy"] = float(probe_encoder(enc, "digits",
                                                         preprocess=lambda a: (a > 0.5).astype(np.float32))["accuracy"])
@@ -253,7 +258,7 @@ def run_model(name: str, budget: str, out: Path, dual_lr: float, dual_every: int
         per = _per_batch(ref_fn, x_test)
         ref = {**head, "preference": "reference (eq. 19)", "reference_multipliers": list(base.reference_multipliers),
                "epsilon_hat": eps_hat.tolist(), "constraints": per.mean(0).tolist(), "cpu_seconds": cpu,
-               "information": _information(ref_fn, x_train, x_test, prior_class, seed),
+               "information": _information(ref_fn, x_train, x_test, prior_class, seed, budget),
                "samples": _samples(ref_fn), "finished": True}
         _write(ref_path, ref)
         print(f"{name} reference: {dict(zip(ref['names'], np.round(ref['epsilon_hat'], 4)))} {ref['information']}",
@@ -295,7 +300,8 @@ def run_model(name: str, budget: str, out: Path, dual_lr: float, dual_every: int
                # constraints on average over its iterates, and a critic's estimate moves from step to step
                "held_out_tail_mean": np.mean(held[-max(1, steps // 10):], 0).tolist(),
                "held_out_tail_sd": np.std(held[-max(1, steps // 10):], 0).tolist(),
-               "bound": lag.form.bound, "information": _information(loss_fn, x_train, x_test, prior_class, seed),
+               "bound": lag.form.bound,
+               "information": _information(loss_fn, x_train, x_test, prior_class, seed, budget),
                "samples": _samples(loss_fn), "dual_lr": dual_lr, "dual_every": dual_every,
                "curve": rows,
                "finished": True}
