@@ -212,12 +212,19 @@ def _write(path: Path, record: dict) -> None:
     atomic_write(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
-def _done(path: Path) -> dict | None:
+def _done(path: Path, recipe_dict: dict | None = None) -> dict | None:
+    """A finished run's record, or None: missing, unreadable, unfinished, or (given
+    ``recipe_dict``) made with another recipe than the current one, so that it is redone."""
     try:
         rec = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return rec if isinstance(rec, dict) and rec.get("finished") else None
+    if not isinstance(rec, dict) or not rec.get("finished"):
+        return None
+    if recipe_dict is not None and rec.get("recipe") != recipe_dict:
+        print(f"{path.name}: made with another recipe, redone", flush=True)
+        return None
+    return rec
 
 
 def _lagrangian(spec: dict, preference: str, **kw):
@@ -235,7 +242,7 @@ def run_model(name: str, budget: str, out: Path, dual_lr: float, dual_every: int
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     ref_path = runs / f"{name}-reference.json"
-    ref = _done(ref_path)
+    ref = _done(ref_path, r.to_dict())
     base = _lagrangian(spec, f"maximise-I{family}")
     head = {"model": name, "objective": spec["objective"], "names": list(base.names), "steps": steps,
             "recipe": r.to_dict()}
@@ -268,7 +275,7 @@ def run_model(name: str, budget: str, out: Path, dual_lr: float, dual_every: int
     for direction in ("maximise", "minimise"):
         pref = f"{direction}-I{family}"
         path = runs / f"{name}-{pref}.json"
-        if _done(path) is not None:
+        if _done(path, r.to_dict()) is not None:
             continue
         lag = _lagrangian(spec, pref, reference=ref["epsilon_hat"], slack=slack, init="original")
         try:
