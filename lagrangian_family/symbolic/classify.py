@@ -20,6 +20,8 @@ import sympy
 
 from lagrangian_family.errors import ObjectiveError
 from lagrangian_family.symbolic import dictionary as dic
+from lagrangian_family.symbolic.limits import check_objective, guard
+from lagrangian_family.symbolic.limits import check_objective, guard
 from lagrangian_family.symbolic.linalg import Span, atoms_vector, make_span, term_vector
 from lagrangian_family.symbolic.normal_form import COORDINATES, NormalForm, is_zero, normal_form
 from lagrangian_family.symbolic.objective import Objective, as_expr, format_combination, text_coefficient
@@ -233,9 +235,13 @@ def _solve_hint(exprs) -> str:
     symbols = set().union(*[as_expr(e).free_symbols for e in exprs])
     if not symbols:
         return ""
+    exprs = [as_expr(e) for e in exprs]
+    if len(symbols) > 3 or not all(e.is_polynomial(*symbols) and sympy.Poly(e, *symbols).total_degree() <= 2
+                                   for e in exprs):
+        return ""  # sympy.solve may take long beyond low-degree polynomials; the hint is optional
     try:
         sol = sympy.solve(exprs, list(symbols), dict=True)
-    except (NotImplementedError, ValueError):  # pragma: no cover - sympy gives up
+    except Exception:  # noqa: BLE001 - sympy gives up in many ways; the hint is optional
         return ""
     if not sol:
         return ""
@@ -286,6 +292,7 @@ def classify(obj) -> Classification:
     """
 
     objective = as_objective(obj)
+    check_objective(objective)
     return _classify(objective)
 
 
@@ -293,7 +300,13 @@ def classify(obj) -> Classification:
 def _classify(objective: Objective) -> Classification:
     from lagrangian_family.symbolic.dual import dual_form
 
-    nf = normal_form(objective)
-    cls, reasons = _computability(objective, nf)
-    dual, why = dual_form(nf)
-    return Classification(objective, nf, cls, reasons, dual, why, computable_form(objective, nf, cls))
+    subject = _short(str(objective))
+    nf = guard(subject, "computing the normal form", lambda: normal_form(objective))
+    cls, reasons = guard(subject, "deciding the computability class", lambda: _computability(objective, nf))
+    dual, why = guard(subject, "deriving the dual form", lambda: dual_form(nf))
+    computable = guard(subject, "rewriting into computable terms", lambda: computable_form(objective, nf, cls))
+    return Classification(objective, nf, cls, reasons, dual, why, computable)
+
+
+def _short(text: str, width: int = 200) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -35,6 +35,7 @@ from functools import lru_cache
 
 import sympy
 
+from lagrangian_family.symbolic.limits import describe, guard
 from lagrangian_family.symbolic.objective import as_expr
 
 __all__ = ["Reduced", "reduce_nonnegative", "sign"]
@@ -47,7 +48,12 @@ def sign(expr) -> int | None:
     >>> sign(3), sign(-symbol("beta")**2 - 1), sign(symbol("beta"))
     (1, -1, None)
     """
-    e = sympy.expand(as_expr(expr))
+    e = as_expr(expr)
+    return guard(describe(e), "deciding the sign of a coefficient", lambda: _sign(e))
+
+
+def _sign(e) -> int | None:
+    e = sympy.expand(e)
     if e == 0:
         return 0
     if e.is_number:
@@ -295,7 +301,9 @@ def reduce_nonnegative(exprs) -> Reduced:
     >>> reduce_nonnegative([a - 1, l, a + l]).conditions
     (alpha >= 1, lambda >= 0)
     """
-    return _reduce(tuple(sympy.expand(as_expr(e)) for e in exprs))
+    exprs = tuple(as_expr(e) for e in exprs)
+    subject = ", ".join(f"{describe(e)} >= 0" for e in exprs)
+    return guard(subject, "reducing the conditions", lambda: _reduce(tuple(sympy.expand(e) for e in exprs)))
 
 
 @lru_cache(maxsize=4096)

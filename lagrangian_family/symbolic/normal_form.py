@@ -24,6 +24,7 @@ from functools import cache
 
 import sympy
 
+from lagrangian_family.symbolic.limits import describe, guard
 from lagrangian_family.symbolic.objective import Objective, as_expr
 from lagrangian_family.symbolic.terms import (
     Density,
@@ -140,16 +141,44 @@ def _term_atoms(term: Term) -> dict[Atom, int]:
 
 
 def is_zero(expr) -> bool:
-    """Exact zero test for coefficients (fast path for numbers)."""
+    """Exact zero test for coefficients (fast path for numbers).
+
+    An expanded polynomial is zero iff it is 0; another expression is non-zero when its value at a
+    generic point is (to 30 digits, with precision tracked by sympy), and only an expression that
+    vanishes there goes to ``sympy.simplify``. A failure of sympy raises
+    :class:`~lagrangian_family.errors.ComputationError` naming the coefficient.
+
+    >>> from lagrangian_family.symbolic.objective import symbol
+    >>> beta = symbol("beta")
+    >>> is_zero(sympy.sign(beta) * sympy.Abs(beta) - beta), is_zero(sympy.exp(beta) - 1)
+    (True, False)
+    """
     expr = as_expr(expr)
     if expr.is_number:
         return expr == 0
+    return guard(describe(expr), "testing a coefficient for zero", lambda: _is_zero(expr))
+
+
+def _is_zero(expr) -> bool:
     e = sympy.expand(expr)
     if e == 0:
         return True
     if e.is_polynomial():  # expanded polynomials are canonical: non-zero means non-zero
         return False
+    if _nonzero_at(e, {s: sympy.Rational(37 + 13 * i, 100) for i, s in enumerate(sorted(e.free_symbols, key=str))}):
+        return False
     return sympy.simplify(e) == 0
+
+
+def _nonzero_at(e, point) -> bool:
+    """True when ``e`` is provably non-zero at ``point``: a part of its value is a non-zero float
+    with more than 20 significant bits (sympy's evalf tracks the precision lost to cancellation)."""
+    try:
+        value = e.evalf(30, subs=point)
+        parts = value.as_real_imag()
+    except (ValueError, TypeError, ArithmeticError, RecursionError, AttributeError):
+        return False
+    return any(isinstance(p, sympy.Float) and p._prec > 20 and p != 0 for p in parts)
 
 
 @dataclass(frozen=True)
