@@ -21,7 +21,6 @@ import sympy
 from lagrangian_family.errors import ObjectiveError
 from lagrangian_family.symbolic import dictionary as dic
 from lagrangian_family.symbolic.limits import check_objective, guard
-from lagrangian_family.symbolic.limits import check_objective, guard
 from lagrangian_family.symbolic.linalg import Span, atoms_vector, make_span, term_vector
 from lagrangian_family.symbolic.normal_form import COORDINATES, NormalForm, is_zero, normal_form
 from lagrangian_family.symbolic.objective import Objective, as_expr, format_combination, text_coefficient

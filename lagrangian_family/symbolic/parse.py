@@ -313,8 +313,10 @@ class _Parser:
         """Refuse more distinct parameter names than the limit, before sympy sees any of them."""
         seen: dict[str, Token] = {}
         for k, t in enumerate(self.tokens):
+            nxt = self.tokens[min(k + 1, len(self.tokens) - 1)]
+            called = nxt.kind == "op" and nxt.text == "("
             if (t.kind == "name" and t.text not in RESERVED and not t.text.startswith(("E_", "D_", "I_"))
-                    and t.text not in seen and not (self.tokens[k + 1].kind == "op" and self.tokens[k + 1].text == "(")):
+                    and t.text not in seen and not called):
                 seen[t.text] = t
                 if len(seen) > self.limits.parameters:
                     names = list(seen)
