@@ -235,9 +235,8 @@ def _solve_hint(exprs) -> str:
     if not symbols:
         return ""
     exprs = [as_expr(e) for e in exprs]
-    if len(symbols) > 3 or not all(e.is_polynomial(*symbols) and sympy.Poly(e, *symbols).total_degree() <= 2
-                                   for e in exprs):
-        return ""  # sympy.solve may take long beyond low-degree polynomials; the hint is optional
+    if len(symbols) > 3 or not all(_small_polynomial(e, symbols) for e in exprs):
+        return ""  # sympy.solve may take long beyond small low-degree polynomials; the hint is optional
     try:
         sol = sympy.solve(exprs, list(symbols), dict=True)
     except Exception:  # noqa: BLE001 - sympy gives up in many ways; the hint is optional
@@ -246,6 +245,15 @@ def _solve_hint(exprs) -> str:
         return ""
     return "; it would be in the class when " + " or ".join(
         ", ".join(f"{k} = {v}" for k, v in s.items()) for s in sol)
+
+
+def _small_polynomial(e, symbols) -> bool:
+    """A polynomial of degree at most 2 with rational coefficients of at most 30 digits."""
+    if not e.is_polynomial(*symbols):
+        return False
+    P = sympy.Poly(e, *symbols)
+    return (P.total_degree() <= 2 and (P.domain.is_ZZ or P.domain.is_QQ)
+            and all(abs(c.p) < 10**30 and c.q < 10**30 for c in P.coeffs()))
 
 
 def computable_form(obj: Objective, nf: NormalForm, cls: Computability) -> Objective | None:

@@ -19,7 +19,10 @@ limit                      default  what it bounds
                                     ``pi**300``) lie between 10**-400 and 10**400
 ``exponent``               100      the absolute value of a numeric exponent of a parameter
                                     expression (``beta**100``); a numeric base is bounded by
-                                    ``magnitude`` instead
+                                    ``magnitude`` instead, also under a symbolic exponent or in
+                                    ``exp``: every numeric factor ``c`` in ``b**(c*beta + ...)``
+                                    has ``|c*log(b)|`` within ``magnitude`` decades
+``root``                   1000     the denominator of a rational exponent (``2**(1/1000)``)
 ``expression_size``        400      nodes of one coefficient's expression tree
 ``expression_depth``       24       nesting of one coefficient's expression tree
 ``expanded_terms``         500      monomials a coefficient has once expanded (counted before
@@ -72,6 +75,7 @@ class Limits:
     digits: int = 400
     magnitude: int = 400
     exponent: int = 100
+    root: int = 1000
     expression_size: int = 400
     expression_depth: int = 24
     expanded_terms: int = 500
@@ -259,8 +263,21 @@ class CoefficientChecker:
     def _power(self, node: sympy.Pow) -> None:
         base, exponent = node.args
         lim = self.limits
-        if base.is_number and exponent.is_number:
-            self._log_magnitude(lambda: exponent * sympy.log(abs(base)), node)
+        if exponent.is_Rational and exponent.q > lim.root:
+            degree = f"{exponent.q}" if exponent.q < 10**9 else "over 10**9"
+            raise self.fail("root", f"a root of degree {degree}",
+                            expected=f"rational exponents of denominator at most {lim.root}",
+                            given=describe(node), fix="round the exponent")
+        if base.is_number:
+            if not exponent.is_Integer and self._negative(base):
+                raise self.fail(None, "a negative number to a non-integer power is not a real number",
+                                expected="a real coefficient (a positive base, or an integer exponent)",
+                                given=describe(node), fix="check the signs of fractional and symbolic powers")
+            if exponent.is_number:
+                self._log_magnitude(lambda: exponent * sympy.log(abs(base)), node)
+            else:
+                for c in self._factors(exponent):
+                    self._log_magnitude(lambda c=c: c * sympy.log(abs(base)), node)
             return
         if exponent.is_number:
             if not exponent.is_Rational or abs(exponent) > lim.exponent:
@@ -272,6 +289,31 @@ class CoefficientChecker:
         (arg,) = node.args
         if arg.is_number:
             self._log_magnitude(lambda: arg, node)
+        else:
+            for c in self._factors(arg):
+                self._log_magnitude(lambda c=c: c, node)
+
+    @staticmethod
+    def _factors(exponent) -> list:
+        """The numeric constant and coefficients of a symbolic exponent (what expanding pulls out:
+        ``b**(c + k*beta)`` is ``b**c * (b**k)**beta``)."""
+        out = []
+        for term in sympy.Add.make_args(exponent):
+            c, _ = term.as_coeff_Mul()
+            if term.is_number:
+                out.append(term)
+            elif c != 1:
+                out.append(c)
+        return out
+
+    @staticmethod
+    def _negative(number) -> bool:
+        try:
+            if number.is_extended_negative is not None:
+                return bool(number.is_extended_negative)
+            return bool(sympy.re(sympy.N(number, 15)) < 0)
+        except (TypeError, ValueError, ArithmeticError):
+            return False
 
     def _log_magnitude(self, log_value: Callable[[], sympy.Expr], node) -> None:
         """Refuse ``node`` when |log(node)| (natural log, numeric) exceeds ``magnitude`` decades."""
@@ -314,8 +356,9 @@ class CoefficientChecker:
 def expanded_terms(expr, cap: int) -> int:
     """An upper bound of the monomials that ``sympy.expand(expr)`` produces, counted without
     expanding (stops counting beyond ``cap``). Sums add, products multiply, a sum of m terms to
-    an integer power n has at most C(n+m-1, m-1); a function or a non-integer power counts one
-    but its arguments are expanded too, so their counts are added.
+    an integer power n has at most C(n+m-1, m-1) (a rational power, those of its integer part);
+    a function or a symbolic power counts one but its arguments are expanded too, so their
+    counts are added.
 
     >>> from lagrangian_family.symbolic.objective import symbol
     >>> a, b = symbol("alpha"), symbol("beta")
@@ -338,9 +381,9 @@ def expanded_terms(expr, cap: int) -> int:
             for p in parts:
                 n = min(n * p[0], cap + 1)
             out = (n, sum(p[1] for p in parts))
-        elif e.is_Pow and e.exp.is_Integer:
+        elif e.is_Pow and e.exp.is_Rational:  # (a+b)**(7/3) expands as (a+b)**2 * (a+b)**(1/3)
             m, inner = count(e.base)
-            k = abs(int(e.exp))
+            k = abs(int(e.exp.p)) // int(e.exp.q)
             n = 1 if m == 1 else (cap + 1 if k > 4 * cap else min(math.comb(k + m - 1, m - 1), cap + 1))
             out = (n, inner)
         else:  # a function or a symbolic power: one monomial, its arguments expanded on their own

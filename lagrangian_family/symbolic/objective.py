@@ -81,6 +81,36 @@ def as_expr(value, *, context: str = "a coefficient") -> sympy.Basic:
                          fix="use an int, a float, a Fraction or a sympy expression")
 
 
+def canonical(c: sympy.Expr) -> sympy.Expr:
+    """The canonical form of a coefficient: expanded and, where it is not a polynomial, rebuilt
+    node by node until rebuilding changes nothing. sympy evaluates a node when it is built, not
+    when it is expanded around (``Abs(exp(beta)/beta)`` expands to ``exp(beta)*Abs(1/beta)``,
+    which building again gives as ``exp(beta)/Abs(beta)``); reading the printed text builds every
+    node, so only a coefficient that building leaves alone prints as text that reads back as itself.
+
+    >>> beta = symbol("beta")
+    >>> canonical(sympy.Abs(sympy.exp(beta) / beta))
+    exp(beta)/Abs(beta)
+    >>> canonical((beta + 1) ** 2)
+    beta**2 + 2*beta + 1
+    """
+    e = sympy.expand(c)
+    if not isinstance(e, sympy.Expr) or e.is_polynomial():
+        return e
+    for _ in range(4):
+        again = sympy.expand(_rebuild(e))
+        if again == e:
+            break
+        e = again
+    return e
+
+
+def _rebuild(e):
+    if e.is_Atom or not e.args:
+        return e
+    return e.func(*[_rebuild(a) for a in e.args])
+
+
 def as_coefficient(value, *, context: str = "a coefficient") -> sympy.Expr:
     """A scalar as a sympy expression, or an :class:`ObjectiveError` for anything else."""
     if isinstance(value, (Term, Objective)):
@@ -132,7 +162,8 @@ class Objective:
                                      fix="build objectives with lf.parse or the DSL")
             c = as_coefficient(coef, context=f"the coefficient of {term}")
             collected[term] = collected.get(term, sympy.Integer(0)) + c
-        self._terms = {t: sympy.expand(c) for t, c in collected.items() if sympy.expand(c) != 0}
+        canon = ((t, canonical(c)) for t, c in collected.items())
+        self._terms = {t: c for t, c in canon if c != 0}
         self._hash = None
 
     # -- access ----------------------------------------------------------------
