@@ -47,7 +47,7 @@ from lagrangian_family.cli import classification_text, derivation_text  # noqa: 
 from lagrangian_family.errors import ObjectiveError  # noqa: E402
 from lagrangian_family.symbolic.classify import classify  # noqa: E402
 from lagrangian_family.symbolic.parse import parse  # noqa: E402
-from tests.strategies import _term_texts, coefficient_text_from, objective_text_from  # noqa: E402
+from tests.strategies import _term_texts, objective_text_from  # noqa: E402
 
 _TOKENS = ("KL", "JS", "MMD", "W", "D_f", "D_{KL}", "E_", "E_{", "}", "[", "]", "(", ")", "q", "p", "x", "z", "|",
            "||", ",", ";", "log", "exp", "sqrt", "Abs", "sign", "I_q", "I_p", "+", "-", "*", "/", "**", "^", "beta",
