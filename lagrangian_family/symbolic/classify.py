@@ -307,7 +307,7 @@ def classify(obj) -> Classification:
 def _classify(objective: Objective) -> Classification:
     from lagrangian_family.symbolic.dual import dual_form
 
-    subject = _short(str(objective))
+    subject = lambda: _short(str(objective))  # noqa: E731 - printed only for an error
     nf = guard(subject, "computing the normal form", lambda: normal_form(objective))
     cls, reasons = guard(subject, "deciding the computability class", lambda: _computability(objective, nf))
     dual, why = guard(subject, "deriving the dual form", lambda: dual_form(nf))

@@ -49,7 +49,12 @@ def sign(expr) -> int | None:
     (1, -1, None)
     """
     e = as_expr(expr)
-    return guard(describe(e), "deciding the sign of a coefficient", lambda: _sign(e))
+    return guard(lambda: describe(e), "deciding the sign of a coefficient", lambda: _sign(e))
+
+
+#: Sums of more terms than this get no sign from sympy's assumptions (a query takes seconds on
+#: a polynomial of hundreds of terms); their sign counts as unknown, a condition kept as written.
+ASSUMPTION_TERMS = 30
 
 
 def _sign(e) -> int | None:
@@ -58,6 +63,8 @@ def _sign(e) -> int | None:
         return 0
     if e.is_number:
         return 1 if e > 0 else -1
+    if len(sympy.Add.make_args(e)) > ASSUMPTION_TERMS:
+        return None
     if e.is_positive:
         return 1
     if e.is_negative:
@@ -302,8 +309,8 @@ def reduce_nonnegative(exprs) -> Reduced:
     (alpha >= 1, lambda >= 0)
     """
     exprs = tuple(as_expr(e) for e in exprs)
-    subject = ", ".join(f"{describe(e)} >= 0" for e in exprs)
-    return guard(subject, "reducing the conditions", lambda: _reduce(tuple(sympy.expand(e) for e in exprs)))
+    return guard(lambda: ", ".join(f"{describe(e)} >= 0" for e in exprs), "reducing the conditions",
+                 lambda: _reduce(tuple(sympy.expand(e) for e in exprs)))
 
 
 @lru_cache(maxsize=4096)
@@ -313,7 +320,7 @@ def _reduce(exprs: tuple[sympy.Expr, ...]) -> Reduced:
         s = sign(e)
         if s == -1:
             return Reduced((), (i,))
-        if s is None and not e.is_nonnegative:
+        if s is None and (len(sympy.Add.make_args(e)) > ASSUMPTION_TERMS or not e.is_nonnegative):
             open_.append(i)
     if not open_:
         return Reduced()

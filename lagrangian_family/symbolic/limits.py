@@ -23,9 +23,9 @@ limit                      default  what it bounds
                                     ``exp``: every numeric factor ``c`` in ``b**(c*beta + ...)``
                                     has ``|c*log(b)|`` within ``magnitude`` decades
 ``root``                   1000     the denominator of a rational exponent (``2**(1/1000)``)
-``expression_size``        400      nodes of one coefficient's expression tree
+``expression_size``        1500     nodes of one coefficient's expression tree
 ``expression_depth``       24       nesting of one coefficient's expression tree
-``expanded_terms``         500      monomials a coefficient has once expanded (counted before
+``expanded_terms``         200     monomials a coefficient has once expanded (counted before
                                     expanding: ``(a+b+c+d+1)**32`` would have 58,905)
 =========================  =======  ==============================================================
 
@@ -76,9 +76,9 @@ class Limits:
     magnitude: int = 400
     exponent: int = 100
     root: int = 1000
-    expression_size: int = 400
+    expression_size: int = 1500
     expression_depth: int = 24
-    expanded_terms: int = 500
+    expanded_terms: int = 200
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -156,10 +156,13 @@ def _short(text: str, width: int = 60) -> str:
 
 
 def describe(expr) -> str:
-    """A short text of a coefficient for messages (never fails, never prints a huge number)."""
+    """A short text of a coefficient for messages (never fails, never prints a huge number; of a
+    long sum, the first terms)."""
     try:
         if any(_digits_over(r, 60) for r in expr.atoms(sympy.Rational)):
             return "a coefficient with numbers of more than 60 digits"
+        if isinstance(expr, sympy.Add) and len(expr.args) > 6:
+            return _short(sympy.sstr(sympy.Add(*expr.args[:6], evaluate=False)) + " + ...")
         return _short(sympy.sstr(expr))
     except Exception:  # noqa: BLE001 - a description must not fail
         return f"a {type(expr).__name__} coefficient"
@@ -203,20 +206,19 @@ class CoefficientChecker:
 
     One checker remembers the sub-expressions it has passed, so that a parser checking every
     intermediate result walks each node once. :meth:`check` raises :class:`LimitError` or
-    :class:`ComputationError` through ``error(limit_or_none, message, expected, given, fix)``.
+    :class:`~lagrangian_family.errors.ObjectiveError` (a coefficient that is not real).
     """
 
-    def __init__(self, error: Callable[..., Exception] | None = None):
+    def __init__(self):
         self.limits = LIMITS
         self._seen: dict = {}  # node -> (size, depth) once checked
-        self._error = error
 
     def fail(self, limit: str | None, what: str, *, expected: str, given: str, fix: str) -> Exception:
         """The error for a refused coefficient (a :class:`LimitError` when ``limit`` is named)."""
-        if self._error is not None:
-            return self._error(limit, what, expected=expected, given=given, fix=fix)
-        if limit is None:
-            return ComputationError(what, expected=expected, given=given, fix=fix)
+        if limit is None:  # a coefficient that is not real: bad input, no limit
+            from lagrangian_family.errors import ObjectiveError
+
+            return ObjectiveError(what, expected=expected, given=given, fix=fix)
         return refusal(limit, what, given, expected, fix)
 
     # -- one node at a time, children first ----------------------------------------------------
@@ -396,9 +398,10 @@ def expanded_terms(expr, cap: int) -> int:
     return min(m + inner, cap + 1)
 
 
-def guard(subject: str, stage: str, fn: Callable[[], object]):
+def guard(subject: str | Callable[[], str], stage: str, fn: Callable[[], object]):
     """``fn()``, with every failure of sympy, mpmath or Python arithmetic raised as a
-    :class:`ComputationError` naming ``subject`` (a coefficient or a term) and ``stage``.
+    :class:`ComputationError` naming ``subject`` (a coefficient or a term; a function giving its
+    text is called only on a failure) and ``stage``.
 
     Errors of the toolkit (:class:`~lagrangian_family.errors.ObjectiveError`) pass unchanged.
     """
@@ -408,12 +411,13 @@ def guard(subject: str, stage: str, fn: Callable[[], object]):
         return fn()
     except ObjectiveError:
         raise
-    except (RecursionError, MemoryError, OverflowError) as e:
-        raise ComputationError(f"{stage}: {_short(subject)} is too large to compute", subject=subject, stage=stage,
-                               expected="moderate coefficients", given=f"{type(e).__name__}: {_short(str(e))}",
-                               fix="simplify the coefficient") from e
     except Exception as e:  # sympy and mpmath raise many types; none may escape
-        raise ComputationError(f"{stage}: cannot compute with {_short(subject)}", subject=subject, stage=stage,
+        text = subject() if callable(subject) else subject
+        if isinstance(e, (RecursionError, MemoryError, OverflowError)):
+            raise ComputationError(f"{stage}: {_short(text)} is too large to compute", subject=text, stage=stage,
+                                   expected="moderate coefficients", given=f"{type(e).__name__}: {_short(str(e))}",
+                                   fix="simplify the coefficient") from e
+        raise ComputationError(f"{stage}: cannot compute with {_short(text)}", subject=text, stage=stage,
                                expected="coefficients sympy can decide (real, finite, not too large)",
                                given=f"{type(e).__name__}: {_short(str(e))}",
                                fix="simplify the coefficient or bind its parameters to numbers") from e
@@ -422,6 +426,8 @@ def guard(subject: str, stage: str, fn: Callable[[], object]):
 def check_objective(objective) -> None:
     """Refuse an objective (built with the Python API, not parsed) over the limits: too many
     parameters, a coefficient too large, deep or not real. Parsed objectives pass already."""
+    from lagrangian_family.errors import ObjectiveError
+
     lim = LIMITS
     names = sorted(str(s) for s in objective.free_symbols)
     if len(names) > lim.parameters:
@@ -433,6 +439,6 @@ def check_objective(objective) -> None:
         try:
             checker.check(coef)
             checker.real(coef)
-        except (LimitError, ComputationError) as e:
+        except ObjectiveError as e:
             e.args = (f"{e.args[0]}\nin the coefficient of {term}",) + e.args[1:]
             raise

@@ -161,9 +161,11 @@ def is_zero(expr) -> bool:
     False
     """
     expr = as_expr(expr)
-    if expr.is_number:
-        return expr == 0
-    return guard(describe(expr), "testing a coefficient for zero", lambda: _is_zero(expr))
+    if expr == 0:
+        return True
+    if expr.is_Rational:
+        return False
+    return guard(lambda: describe(expr), "testing a coefficient for zero", lambda: _is_zero(expr))
 
 
 #: The values given to the parameters (in name order, cyclically) when testing for zero numerically.
@@ -178,7 +180,7 @@ def _is_zero(expr) -> bool:
     e = sympy.expand(expr)
     if e == 0:
         return True
-    if e.is_polynomial():  # expanded polynomials are canonical: non-zero means non-zero
+    if e.is_polynomial() and not e.is_number:  # expanded polynomials are canonical: non-zero means non-zero
         return False
     names = sorted(e.free_symbols, key=str)
     for row in _POINTS:

@@ -322,7 +322,10 @@ def _latex_coefficient(c: sympy.Expr) -> str:
 
 def _is_negative_leading(c: sympy.Expr) -> bool:
     if c.is_number:
-        return bool(c < 0)
+        if c.is_extended_negative is not None:
+            return bool(c.is_extended_negative)
+        value = sympy.re(sympy.N(c, 30))  # sympy cannot decide the sign exactly: its value does
+        return bool(value < 0) if value.is_comparable else c.could_extract_minus_sign()
     if isinstance(c, sympy.Mul):
         return c.could_extract_minus_sign()
     return False
