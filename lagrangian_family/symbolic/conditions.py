@@ -55,6 +55,9 @@ def sign(expr) -> int | None:
 #: Sums of more terms than this get no sign from sympy's assumptions (a query takes seconds on
 #: a polynomial of hundreds of terms); their sign counts as unknown, a condition kept as written.
 ASSUMPTION_TERMS = 30
+#: Polynomials with a coefficient of more bits than this are not solved (root isolation over
+#: 400-digit coefficients takes seconds); their condition is kept as written.
+ROOT_BITS = 600
 
 
 def _sign(e) -> int | None:
@@ -258,6 +261,8 @@ def _real_roots(expr: sympy.Expr, s: sympy.Symbol):
     if P.degree() <= 0:
         return lc, []
     if P.domain.is_ZZ or P.domain.is_QQ:
+        if any(max(abs(int(c.p)).bit_length(), int(c.q).bit_length()) > ROOT_BITS for c in P.coeffs()):
+            return None  # root isolation takes long on huge coefficients: the condition is kept as written
         found: dict = {}
         for r in P.real_roots():
             found[r] = found.get(r, 0) + 1

@@ -18,7 +18,8 @@ limit                      default  what it bounds
 ``magnitude``              400      numbers computed from exponentials and powers (``exp(900)``,
                                     ``pi**300``) lie between 10**-400 and 10**400
 ``exponent``               100      the absolute value of a numeric exponent of a parameter
-                                    expression (``beta**100``); a numeric base is bounded by
+                                    expression (``beta**100``), and of the numeric factors of a
+                                    symbolic one (``beta**(100*gamma)``); a numeric base is bounded by
                                     ``magnitude`` instead, also under a symbolic exponent or in
                                     ``exp``: every numeric factor ``c`` in ``b**(c*beta + ...)``
                                     has ``|c*log(b)|`` within ``magnitude`` decades
@@ -61,8 +62,8 @@ import sympy
 
 from lagrangian_family.errors import ComputationError, LimitError
 
-__all__ = ["LIMITS", "Limits", "LimitError", "ComputationError", "set_limits", "limits", "current",
-           "CoefficientChecker", "guard"]
+__all__ = ["LIMITS", "Limits", "set_limits", "limits", "current", "check_objective", "guard", "refusal",
+           "describe", "literal_digits", "expanded_terms", "is_plain_polynomial", "CoefficientChecker"]
 
 
 @dataclass(frozen=True)
@@ -281,11 +282,12 @@ class CoefficientChecker:
                 for c in self._factors(exponent):
                     self._log_magnitude(lambda c=c: c * sympy.log(abs(base)), node)
             return
-        if exponent.is_number:
-            if not exponent.is_Rational or abs(exponent) > lim.exponent:
-                raise self.fail("exponent", "an exponent too large",
-                                expected=f"numeric exponents of at most {lim.exponent} in absolute value",
-                                given=describe(node), fix="use a smaller exponent")
+        factors = [exponent] if exponent.is_number else self._factors(exponent)
+        if exponent.is_number and not exponent.is_Rational or any(abs(c) > lim.exponent for c in factors):
+            raise self.fail("exponent", "an exponent too large",
+                            expected=f"exponents (and their numeric factors) of at most {lim.exponent} in absolute "
+                                     "value",
+                            given=describe(node), fix="use a smaller exponent")
 
     def _exp(self, node) -> None:
         (arg,) = node.args
@@ -396,6 +398,14 @@ def expanded_terms(expr, cap: int) -> int:
 
     m, inner = count(sympy.sympify(expr))
     return min(m + inner, cap + 1)
+
+
+def is_plain_polynomial(expr) -> bool:
+    """True for a polynomial with rational coefficients (see
+    :func:`lagrangian_family.symbolic.objective.is_plain_polynomial`)."""
+    from lagrangian_family.symbolic.objective import is_plain_polynomial as plain
+
+    return plain(expr)
 
 
 def guard(subject: str | Callable[[], str], stage: str, fn: Callable[[], object]):

@@ -81,6 +81,16 @@ def as_expr(value, *, context: str = "a coefficient") -> sympy.Basic:
                          fix="use an int, a float, a Fraction or a sympy expression")
 
 
+def is_plain_polynomial(expr) -> bool:
+    """True for a polynomial with rational coefficients (no function, every power an integer one):
+    expanding gives its canonical form, and it is real for real parameters.
+
+    >>> is_plain_polynomial(symbol("beta")**2 / 3), is_plain_polynomial(sympy.sqrt(symbol("beta")))
+    (True, False)
+    """
+    return not expr.atoms(sympy.Function) and all(p.exp.is_Integer for p in expr.atoms(sympy.Pow))
+
+
 def canonical(c: sympy.Expr) -> sympy.Expr:
     """The canonical form of a coefficient: expanded and, where it is not a polynomial, rebuilt
     node by node until rebuilding changes nothing. sympy evaluates a node when it is built, not
@@ -95,8 +105,8 @@ def canonical(c: sympy.Expr) -> sympy.Expr:
     beta**2 + 2*beta + 1
     """
     e = sympy.expand(c)
-    if not isinstance(e, sympy.Expr) or e.is_polynomial():
-        return e
+    if not isinstance(e, sympy.Expr) or is_plain_polynomial(e):
+        return e  # a polynomial with rational coefficients: expand gives its canonical form
     for _ in range(4):
         again = sympy.expand(_rebuild(e))
         if again == e:
@@ -108,7 +118,11 @@ def canonical(c: sympy.Expr) -> sympy.Expr:
 def _rebuild(e):
     if e.is_Atom or not e.args:
         return e
-    return e.func(*[_rebuild(a) for a in e.args])
+    args = [_rebuild(a) for a in e.args]
+    if e.is_Pow and args[0].is_Rational and args[0].p == 1 and args[0].q > 1 and not args[1].is_Rational:
+        # (1/7)**E: a product turns it into 7**(-E) or not, depending on the order of its factors
+        return sympy.Pow(sympy.Integer(args[0].q), -args[1])
+    return e.func(*args)
 
 
 def as_coefficient(value, *, context: str = "a coefficient") -> sympy.Expr:

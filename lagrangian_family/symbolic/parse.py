@@ -93,6 +93,9 @@ DIVERGENCE_ALIASES: dict[str, str] = {
 _FUNCTIONS = {"exp": sympy.exp, "sqrt": sympy.sqrt, "log": sympy.log, "Abs": sympy.Abs, "sign": sympy.sign}
 _CONSTANTS = {"pi": sympy.pi, "E": sympy.E}
 _MUTUAL_INFORMATIONS = ("I_q", "I_p")
+#: The sympy types a coefficient may hold: what the printer writes and the parser reads.
+_READABLE = (sympy.Add, sympy.Mul, sympy.Pow, sympy.Symbol, sympy.Rational, type(sympy.pi), type(sympy.E),
+             sympy.exp, sympy.log, sympy.Abs, sympy.sign)
 #: Names that are not parameters.
 RESERVED: frozenset[str] = frozenset(
     set(FAMILIES) | set(VARIABLES) | set(DIVERGENCE_ALIASES) | set(_FUNCTIONS) | set(_CONSTANTS)
@@ -422,6 +425,7 @@ class _Parser:
                 self.checker.check(coef)
             except ObjectiveError as e:
                 raise self.located(e, value.pos) from e
+            self.readable(coef, value.pos)
         try:
             printed = len(_limits.guard("the objective", "printing the objective", lambda: str(obj)))
         except ObjectiveError as e:
@@ -835,6 +839,21 @@ class _Parser:
                              given=f"{type(e).__name__}: {_short(str(e), _WINDOW)}", fix="simplify the coefficient",
                              cls=ComputationError, subject=what, stage="parsing") from e
         return self.check_scalar(expr, pos, what)
+
+    def readable(self, coef, pos: int) -> None:
+        """Refuse a coefficient that expanding made non-real or wrote with functions the syntax lacks
+        (``Abs(exp(-sqrt(alpha)))`` becomes ``exp(-cos(atan2(0, alpha)/2)*sqrt(Abs(alpha)))``): what
+        parse accepts, ``str()`` prints in the syntax, and the printed text reads back."""
+        foreign = sorted({type(n).__name__ for n in sympy.preorder_traversal(coef)
+                          if not isinstance(n, _READABLE)})
+        if foreign:
+            raise self.error(pos, f"the coefficient {_sstr(coef)} is not in the text syntax once expanded",
+                             expected="numbers, parameters, pi, E, + - * / **, exp, log, sqrt, Abs and sign",
+                             given=", ".join(foreign), fix="simplify the coefficient")
+        if not _limits.is_plain_polynomial(coef) and (coef.has(sympy.I) or coef.is_extended_real is False):
+            raise self.error(pos, f"the coefficient {_sstr(coef)} is not a real number once expanded",
+                             expected="a real coefficient", given=_sstr(coef),
+                             fix="check the signs under sqrt, log and fractional powers")
 
     def nonlinear(self, pos: int, message: str, given: str, fix: str) -> ObjectiveError:
         return self.error(pos, f"non-linear objective: {message}",
