@@ -16,18 +16,17 @@ limit                      default  what it bounds
 ``digits``                 400      decimal digits of a number: a literal (``1e-300`` has 301), a
                                     numerator or denominator computed from literals
 ``magnitude``              400      numbers computed from exponentials and powers (``exp(900)``,
-                                    ``pi**300``) lie between 10**-400 and 10**400
-``exponent``               100      the absolute value of a numeric exponent of a parameter
-                                    expression (``beta**100``), and of the numeric factors of a
-                                    symbolic one (``beta**(100*gamma)``); a numeric base is bounded by
-                                    ``magnitude`` instead, also under a symbolic exponent or in
-                                    ``exp``: every numeric factor ``c`` in ``b**(c*beta + ...)``
-                                    has ``|c*log(b)|`` within ``magnitude`` decades
+                                    ``pi**200``) lie between 10**-400 and 10**400; so do the
+                                    numbers that expanding pulls out of ``b**(c*beta + d)`` and
+                                    ``exp(c*beta + d)`` (``b**c``, ``exp(d)``...)
+``exponent``               100      a numeric exponent of a parameter expression (``beta**100``),
+                                    and the numeric factors of a symbolic exponent
+                                    (``beta**(100*gamma)``), in absolute value
 ``root``                   1000     the denominator of a rational exponent (``2**(1/1000)``)
 ``expression_size``        1500     nodes of one coefficient's expression tree
 ``expression_depth``       24       nesting of one coefficient's expression tree
-``expanded_terms``         200     monomials a coefficient has once expanded (counted before
-                                    expanding: ``(a+b+c+d+1)**32`` would have 58,905)
+``expanded_terms``         200      monomials a coefficient has once expanded, counted before
+                                    expanding (``(a+b+c+d+1)**32`` would have 58,905)
 =========================  =======  ==============================================================
 
 The limits live in one place, :data:`LIMITS`; :func:`set_limits` changes them (it returns the

@@ -23,7 +23,7 @@ Grammar (``||`` separates divergence arguments; ``^`` is a synonym of ``**``)::
     unary       := ('+' | '-') unary | power
     power       := primary (('**' | '^') unary)?
     primary     := NUMBER | NAME | '(' sum ')' | expectation | divergence | mutual_info
-                 | 'log' log_operand | ('exp' | 'sqrt') '(' sum ')'
+                 | 'log' log_operand | ('exp' | 'sqrt' | 'Abs' | 'sign') '(' sum ')'
     expectation := 'E_{' density '}' '[' sum ']' | 'E_q' args '[' sum ']' | 'E_p' args '[' sum ']'
     divergence  := KIND '(' density '||' density ')'
     mutual_info := ('I_q' | 'I_p') '(' VAR (';' | ',') VAR ')'
@@ -39,12 +39,18 @@ becomes its own term under the same outer distribution. ``log(q(z|x) / p(z))`` i
 Coefficients are numbers (decimals and ``1e-3`` are exact rationals), parameter names (any
 identifier that is not reserved: ``beta``, ``lambda``, ``lambda_1``...), the constants ``pi``
 and ``E`` (Euler's number, as sympy prints it), arithmetic ``+ - * / ** ^`` and the functions
-``sqrt``, ``exp`` and ``log`` applied to coefficients (``sqrt(2) * KL(q(z) || p(z))``). A
+``sqrt``, ``exp``, ``log``, ``Abs`` and ``sign`` applied to coefficients (``sqrt(2) * KL(q(z) || p(z))``;
+``str()`` writes ``sqrt(beta**2)`` as ``Abs(beta)``). Coefficients are kept in a canonical form
+(:func:`~lagrangian_family.symbolic.objective.canonical`), and a coefficient that expanding would
+write outside this syntax or make non-real is refused, so the printed text always reads back.
+Resource limits (:mod:`~lagrangian_family.symbolic.limits`: the length of the text, the number of
+parameters, the size of numbers, exponents and coefficients) are checked before sympy computes;
+an input over one raises :class:`~lagrangian_family.errors.LimitError`. A
 function or a power of a term is non-linear and rejected, as are products of terms, division
 by a term, and constants added to an objective (they do not change the optimum). The only
 constant objective accepted is ``0`` (what ``str()`` prints for the empty objective).
 
-Reserved names: ``p q x z E pi log exp sqrt I I_q I_p KL JS MMD W D_f D_KL D_JS D_MMD D_W``
+Reserved names: ``p q x z E pi log exp sqrt Abs sign I I_q I_p KL JS MMD W D_f D_KL D_JS D_MMD D_W``
 and every name starting with ``E_``.
 
 Every malformed input raises :class:`~lagrangian_family.errors.ObjectiveError` with a caret
