@@ -360,8 +360,8 @@ def expanded_terms(expr, cap: int) -> int:
     """An upper bound of the monomials that ``sympy.expand(expr)`` produces, counted without
     expanding (stops counting beyond ``cap``). Sums add, products multiply, a sum of m terms to
     an integer power n has at most C(n+m-1, m-1) (a rational power, those of its integer part);
-    a function or a symbolic power counts one but its arguments are expanded too, so their
-    counts are added.
+    a function or a symbolic power counts one but its arguments are expanded too, so the counts
+    of its distinct arguments are added.
 
     >>> from lagrangian_family.symbolic.objective import symbol
     >>> a, b = symbol("alpha"), symbol("beta")
@@ -369,34 +369,40 @@ def expanded_terms(expr, cap: int) -> int:
     (6, 6)
     """
     memo: dict = {}
+    kept: dict = {}  # the arguments of functions and symbolic powers, each counted once
 
-    def count(e) -> tuple[int, int]:  # (monomials of e, monomials of the arguments it keeps whole)
+    def count(e) -> int:
         if e in memo:
             return memo[e]
         if e.is_Atom:
-            out = (1, 0)
-        elif e.is_Add:
-            parts = [count(a) for a in e.args]
-            out = (min(sum(p[0] for p in parts), cap + 1), sum(p[1] for p in parts))
-        elif e.is_Mul:
-            parts = [count(a) for a in e.args]
             n = 1
-            for p in parts:
-                n = min(n * p[0], cap + 1)
-            out = (n, sum(p[1] for p in parts))
+        elif e.is_Add:
+            n = min(sum(count(a) for a in e.args), cap + 1)
+        elif e.is_Mul:
+            n = 1
+            for a in e.args:
+                n = min(n * count(a), cap + 1)
         elif e.is_Pow and e.exp.is_Rational:  # (a+b)**(7/3) expands as (a+b)**2 * (a+b)**(1/3)
-            m, inner = count(e.base)
+            m = count(e.base)
             k = abs(int(e.exp.p)) // int(e.exp.q)
             n = 1 if m == 1 else (cap + 1 if k > 4 * cap else min(math.comb(k + m - 1, m - 1), cap + 1))
-            out = (n, inner)
         else:  # a function or a symbolic power: one monomial, its arguments expanded on their own
-            inner = sum(sum(count(a)) for a in e.args)
-            out = (1, min(inner, cap + 1))
-        memo[e] = out
-        return out
+            for a in e.args:
+                kept.setdefault(a, None)
+            n = 1
+        memo[e] = n
+        return n
 
-    m, inner = count(sympy.sympify(expr))
-    return min(m + inner, cap + 1)
+    total = count(sympy.sympify(expr))
+    done: set = set()
+    while total <= cap:
+        todo = [a for a in kept if a not in done]
+        if not todo:
+            break
+        for a in todo:
+            done.add(a)
+            total += count(a)
+    return min(total, cap + 1)
 
 
 def is_plain_polynomial(expr) -> bool:
