@@ -222,3 +222,12 @@ def test_adversarial_coefficients_classify_or_raise_typed_errors(coefficient):
     except ObjectiveError:
         return
     assert parse(str(c.objective)) == c.objective
+
+
+def test_decompose_checks_the_limits_and_types_its_errors():
+    with pytest.raises(LimitError):
+        lf.decompose(f"exp(exp(exp(exp(10)))) * {KL}", [KL])
+    with pytest.raises(LimitError):
+        lf.decompose(Objective({MutualInformation("q"): sympy.exp(sympy.exp(sympy.Integer(10)))}), [KL])
+    form = lf.decompose(f"(1/4)**E * {KL} + Abs(beta) * I_q(x;z)", [KL])
+    assert form.alpha1 == sympy.Abs(symbol("beta")) and form.lambdas == (4 ** (-sympy.E),)
