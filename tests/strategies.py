@@ -286,8 +286,8 @@ def objective_texts(draw, *, max_terms: int = 5) -> tuple[str, Objective]:
 # -- adversarial coefficients (shared with bench/fuzz_symbolic.py) ----------------------------
 
 _NUMBERS = ("0", "1", "2", "3", "7", "10", "0.5", "0.25", "1.5", "1e-3", "1e-300", "1e300", "1e308", "1e-308",
-            "1e399", "1e-399", "1e400", "1e1000", "1e-1000", "2.5e-7", "123456789", "9" * 60, "9" * 400,
-            "1" + "0" * 399, "0.000001", "3.14159", ".5", "1e+2", "00012")
+            "1e399", "1e-399", "1e999", "1e1000", "1e-1000", "2.5e-7", "123456789", "9" * 60, "9" * 1000,
+            "1" + "0" * 999, "0.000001", "3.14159", ".5", "1e+2", "00012")
 _NAMES = SYMBOL_NAMES + ("gamma", "delta", "eps", "lambda_1", "beta_2", "_w")
 _FUNCTION_NAMES = ("exp", "log", "sqrt", "Abs", "sign")
 

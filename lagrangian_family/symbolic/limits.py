@@ -13,10 +13,10 @@ limit                      default  what it bounds
                                     objective parsed from it, so that the printed form reads back)
 ``parameters``             50       distinct parameter names in one objective
 ``depth``                  64       nesting of brackets and signs in the text
-``digits``                 400      decimal digits of a number: a literal (``1e-300`` has 301), a
+``digits``                 1000     decimal digits of a number: a literal (``1e-300`` has 301), a
                                     numerator or denominator computed from literals
-``magnitude``              400      numbers computed from exponentials and powers (``exp(900)``,
-                                    ``pi**200``) lie between 10**-400 and 10**400; so do the
+``magnitude``              1000     numbers computed from exponentials and powers (``exp(900)``,
+                                    ``pi**200``) lie between 10**-1000 and 10**1000; so do the
                                     numbers that expanding pulls out of ``b**(c*beta + d)`` and
                                     ``exp(c*beta + d)`` (``b**c``, ``exp(d)``...)
 ``exponent``               100      a numeric exponent of a parameter expression (``beta**100``),
@@ -72,8 +72,8 @@ class Limits:
     text: int = 10_000
     parameters: int = 50
     depth: int = 64
-    digits: int = 400
-    magnitude: int = 400
+    digits: int = 1000
+    magnitude: int = 1000
     exponent: int = 100
     root: int = 1000
     expression_size: int = 1500
