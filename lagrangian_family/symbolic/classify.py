@@ -299,13 +299,14 @@ def classify(obj) -> Classification:
     """
 
     objective = as_objective(obj)
-    check_objective(objective)
     return _classify(objective)
 
 
 @lru_cache(maxsize=512)
 def _classify(objective: Objective) -> Classification:
     from lagrangian_family.symbolic.dual import dual_form
+
+    check_objective(objective)  # the limits (a parsed objective is within them already)
 
     subject = lambda: _short(str(objective))  # noqa: E731 - printed only for an error
     nf = guard(subject, "computing the normal form", lambda: normal_form(objective))
