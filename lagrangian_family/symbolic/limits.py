@@ -23,6 +23,8 @@ limit                      default  what it bounds
                                     and the numeric factors of a symbolic exponent
                                     (``beta**(100*gamma)``), in absolute value
 ``root``                   1000     the denominator of a rational exponent (``2**(1/1000)``)
+``radicand``               40       digits of a number under a root (``(10**39)**(1/7)``: sympy
+                                    factors it when it multiplies radicals)
 ``expression_size``        1500     nodes of one coefficient's expression tree
 ``expression_depth``       24       nesting of one coefficient's expression tree
 ``expanded_terms``         200      monomials a coefficient has once expanded, counted before
@@ -76,6 +78,7 @@ class Limits:
     magnitude: int = 1000
     exponent: int = 100
     root: int = 1000
+    radicand: int = 40
     expression_size: int = 1500
     expression_depth: int = 24
     expanded_terms: int = 200
@@ -238,8 +241,19 @@ class CoefficientChecker:
             size = 1 + sum(self._seen[a][0] for a in node.args)
             depth = 1 + max((self._seen[a][1] for a in node.args), default=0)
             self._node(node, size, depth)
-            self._seen[node] = (size, depth)
+            if isinstance(node, (sympy.Add, sympy.Mul)):
+                plain = all(self._seen[a][2] for a in node.args)
+            elif isinstance(node, sympy.Pow):
+                plain = node.exp.is_Integer and self._seen[node.base][2]
+            else:
+                plain = isinstance(node, (sympy.Symbol, sympy.Rational, sympy.NumberSymbol))
+            self._seen[node] = (size, depth, plain)
         return expr
+
+    def is_plain(self, expr) -> bool:
+        """True when ``expr`` (checked already) is built of parameters, rationals, ``pi`` and ``E``
+        by sums, products and integer powers: real for real parameters, nothing to ask sympy."""
+        return bool(self._seen.get(expr, (0, 0, False))[2])
 
     def _node(self, node, size: int, depth: int) -> None:
         lim = self.limits
@@ -270,6 +284,11 @@ class CoefficientChecker:
             raise self.fail("root", f"a root of degree {degree}",
                             expected=f"rational exponents of denominator at most {lim.root}",
                             given=describe(node), fix="round the exponent")
+        if (base.is_Rational and exponent.is_Rational and not exponent.is_Integer
+                and _digits_over(base, lim.radicand)):
+            raise self.fail("radicand", "a root of a number of too many digits",
+                            expected=f"numbers of at most {lim.radicand} digits under a root",
+                            given=describe(node), fix="use a smaller number under the root")
         if base.is_number:
             if not exponent.is_Integer and self._negative(base):
                 raise self.fail(None, "a negative number to a non-integer power is not a real number",

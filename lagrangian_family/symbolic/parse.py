@@ -822,7 +822,10 @@ class _Parser:
             self.checker.check(expr)
         except ObjectiveError as e:
             raise self.located(e, pos) from e
-        if expr.has(sympy.I) or expr.is_extended_real is False:
+        # a sum or product of checked parts is real when they are (asking sympy costs seconds on long
+        # sums); the whole coefficient is asked once more when the objective is built (readable)
+        if (not self.checker.is_plain(expr) and not isinstance(expr, (sympy.Add, sympy.Mul))
+                and (expr.has(sympy.I) or expr.is_extended_real is False)):
             raise self.error(pos, f"{what} is not a real number", expected="a real coefficient",
                              given=_sstr(expr), fix="check the signs under sqrt, log and fractional powers")
         try:

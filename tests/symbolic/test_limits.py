@@ -232,3 +232,9 @@ def test_decompose_checks_the_limits_and_types_its_errors():
         lf.decompose(Objective({MutualInformation("q"): sympy.exp(sympy.exp(sympy.Integer(10)))}), [KL])
     form = lf.decompose(f"(1/4)**E * {KL} + Abs(beta) * I_q(x;z)", [KL])
     assert form.alpha1 == sympy.Abs(symbol("beta")) and form.lambdas == (4 ** (-sympy.E),)
+
+
+def test_radicals_of_huge_numbers_are_refused_before_sympy_factors_them():
+    refused(f"(lambda / (9999999999999999999999999999999999999999999999999999999999)**(1/7)) * {KL}", "radicand")
+    o = parse(f"(lambda / 99999999999999999999**(1/7)) * {KL}")
+    assert parse(str(o)) == o
