@@ -23,7 +23,7 @@ limit                      default  what it bounds
                                     and the numeric factors of a symbolic exponent
                                     (``beta**(100*gamma)``), in absolute value
 ``root``                   1000     the denominator of a rational exponent (``2**(1/1000)``)
-``radicand``               40       digits of a number under a root (``(10**39)**(1/7)``: sympy
+``radicand``               100      digits of a number under a root (``(10**99)**(1/7)``: sympy
                                     factors it when it multiplies radicals)
 ``expression_size``        1500     nodes of one coefficient's expression tree
 ``expression_depth``       24       nesting of one coefficient's expression tree
@@ -78,7 +78,7 @@ class Limits:
     magnitude: int = 1000
     exponent: int = 100
     root: int = 1000
-    radicand: int = 40
+    radicand: int = 100
     expression_size: int = 1500
     expression_depth: int = 24
     expanded_terms: int = 200
