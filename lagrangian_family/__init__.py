@@ -16,7 +16,7 @@ The symbolic layer imports no torch; ``lagrangian_family.backends.torch`` does.
 """
 
 from lagrangian_family import zoo
-from lagrangian_family.errors import ObjectiveError
+from lagrangian_family.errors import ComputationError, LimitError, ObjectiveError
 from lagrangian_family.symbolic.bounds import mi_bounds, replace_mi
 from lagrangian_family.symbolic.classify import Classification, Computability, classify
 from lagrangian_family.symbolic.closure import coefficients as closure_coefficients
@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Classification",
+    "ComputationError",
     "Computability",
     "Density",
     "Derivation",
@@ -40,6 +41,7 @@ __all__ = [
     "DualForm",
     "ExpectedLog",
     "LagrangianForm",
+    "LimitError",
     "MutualInformation",
     "NormalForm",
     "Objective",

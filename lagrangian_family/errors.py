@@ -1,8 +1,9 @@
-"""The one error type of the toolkit.
+"""The error types of the toolkit.
 
-Every malformed input raises :class:`ObjectiveError`. Its message says what was
-expected, what was given and how to fix it, in that order, so that a user never
-has to read a traceback from inside the library.
+Every malformed input raises :class:`ObjectiveError` (or one of its subclasses: :class:`LimitError`
+for an input over a resource limit, :class:`ComputationError` for a coefficient sympy cannot
+compute with). Its message says what was expected, what was given and how to fix it, in that
+order, so that a user never has to read a traceback from inside the library.
 """
 
 from __future__ import annotations
@@ -36,6 +37,35 @@ class ObjectiveError(ValueError):
         if fix is not None:
             parts.append(f"fix: {fix}")
         super().__init__("\n".join(parts))
+
+
+class LimitError(ObjectiveError):
+    """An input over a resource limit of the symbolic layer
+    (:mod:`lagrangian_family.symbolic.limits`): ``limit`` names it, ``value`` is its value.
+
+    >>> issubclass(LimitError, ObjectiveError)
+    True
+    """
+
+    def __init__(self, message: str, *, limit: str, value: int, **kwargs):
+        self.limit = limit
+        self.value = value
+        super().__init__(message, **kwargs)
+
+
+class ComputationError(ObjectiveError):
+    """sympy or mpmath failed on a coefficient (a comparison it cannot decide, a number Python
+    cannot convert...): ``subject`` names the coefficient or the term, ``stage`` what was being
+    computed.
+
+    >>> issubclass(ComputationError, ObjectiveError)
+    True
+    """
+
+    def __init__(self, message: str, *, subject: str | None = None, stage: str | None = None, **kwargs):
+        self.subject = subject
+        self.stage = stage
+        super().__init__(message, **kwargs)
 
 
 def closest(name: str, candidates, n: int = 3) -> list[str]:

@@ -12,7 +12,13 @@ Every strategy draws *valid* values only (the constructors never raise on them):
 * :func:`objectives` - linear combinations of 1 to 6 terms;
 * :func:`objective_texts` - ``(text, objective)`` pairs where ``text`` spells the objective in
   one of the many accepted ways (aliases, argument orders, coefficients on either side,
-  grouped brackets), for parser tests.
+  grouped brackets), for parser tests;
+* :func:`adversarial_coefficient_texts` / :func:`adversarial_objective_texts` - coefficient
+  texts an attacker or a careless user writes (huge and tiny numbers, decimals, nested exp,
+  negative bases to irrational powers, powers of sums, Abs, sign, E, pi), and objectives with
+  them; the fuzzing bench (``bench/fuzz_symbolic.py``) draws the same texts from a seeded
+  ``random.Random`` through :func:`coefficient_text_from` and :func:`objective_text_from`.
+  These texts may be refused (an :class:`ObjectiveError`), never crash.
 
 The finite families (densities, terms) are enumerated once (:func:`all_densities`,
 :func:`all_expected_logs`, :func:`all_divergences`), so tests may also iterate over them.
@@ -62,6 +68,10 @@ __all__ = [
     "objective_texts",
     "density_text",
     "term_text",
+    "coefficient_text_from",
+    "objective_text_from",
+    "adversarial_coefficient_texts",
+    "adversarial_objective_texts",
 ]
 
 #: The parameter names coefficients are drawn over.
@@ -271,3 +281,70 @@ def objective_texts(draw, *, max_terms: int = 5) -> tuple[str, Objective]:
         text += draw(st.sampled_from([" + ", "+"])) + piece
     return text, Objective(items)
 
+
+
+# -- adversarial coefficients (shared with bench/fuzz_symbolic.py) ----------------------------
+
+_NUMBERS = ("0", "1", "2", "3", "7", "10", "0.5", "0.25", "1.5", "1e-3", "1e-300", "1e300", "1e308", "1e-308",
+            "1e399", "1e-399", "1e999", "1e1000", "1e-1000", "2.5e-7", "123456789", "9" * 60, "9" * 1000,
+            "1" + "0" * 999, "0.000001", "3.14159", ".5", "1e+2", "00012")
+_NAMES = SYMBOL_NAMES + ("gamma", "delta", "eps", "lambda_1", "beta_2", "_w")
+_FUNCTION_NAMES = ("exp", "log", "sqrt", "Abs", "sign")
+
+
+def coefficient_text_from(choose, depth: int = 3) -> str:
+    """A coefficient text drawn by ``choose(n)`` (an int in ``range(n)``), up to ``depth`` levels.
+
+    Leaves are numbers from tiny to huge (``1e-1000``, 400-digit integers), parameter names,
+    ``pi`` and ``E``; nodes are ``+ - * /``, powers (small, negative, rational, symbolic and huge
+    exponents), ``exp``, ``log``, ``sqrt``, ``Abs``, ``sign`` and signs.
+    """
+    kind = choose(10) if depth > 0 else choose(3)
+    if kind == 0:
+        return _NUMBERS[choose(len(_NUMBERS))]
+    if kind == 1:
+        return _NAMES[choose(len(_NAMES))]
+    if kind == 2:
+        return ("pi", "E", "-1", "1/7", "2/3")[choose(5)]
+    sub = lambda: coefficient_text_from(choose, depth - 1)  # noqa: E731
+    if kind in (3, 4):
+        return f"({sub()} {'+-*/'[choose(4)]} {sub()})"
+    if kind == 5:
+        exponents = ("2", "3", "-1", "-2", "1/2", "1/3", "-1/2", "32", "100", "101", "1000", "pi", "E", "beta",
+                     "gamma", "(1e-3/7)", "1e300", "0.5")
+        e = exponents[choose(len(exponents))] if choose(2) else f"({sub()})"
+        return f"({sub()})**{e}"
+    if kind in (6, 7):
+        return f"{_FUNCTION_NAMES[choose(len(_FUNCTION_NAMES))]}({sub()})"
+    if kind == 8:
+        return f"-{sub()}"
+    return f"({' + '.join(_NAMES[choose(len(_NAMES))] for _ in range(2 + choose(4)))} + 1)**{(2, 5, 15, 32)[choose(4)]}"
+
+
+def objective_text_from(choose, *, max_terms: int = 4, depth: int = 3) -> str:
+    """An objective text of 1 to ``max_terms`` terms, each with a coefficient from
+    :func:`coefficient_text_from` (drawn by ``choose``)."""
+    pool = _term_texts()
+    pieces = []
+    for _ in range(1 + choose(max_terms)):
+        term = pool[choose(len(pool))]
+        coef = coefficient_text_from(choose, depth)
+        pieces.append(f"{coef} * {term}" if choose(2) else f"{term} * ({coef})")
+    return " + ".join(pieces)
+
+
+@cache
+def _term_texts() -> tuple[str, ...]:
+    return tuple(str(t) for t in all_expected_logs() + all_divergences()) + ("I_q(x;z)", "I_p(x;z)")
+
+
+@st.composite
+def adversarial_coefficient_texts(draw, depth: int = 3) -> str:
+    """:func:`coefficient_text_from` driven by hypothesis (so that failures shrink)."""
+    return coefficient_text_from(lambda n: draw(st.integers(0, n - 1)), depth)
+
+
+@st.composite
+def adversarial_objective_texts(draw, max_terms: int = 3, depth: int = 3) -> str:
+    """:func:`objective_text_from` driven by hypothesis."""
+    return objective_text_from(lambda n: draw(st.integers(0, n - 1)), max_terms=max_terms, depth=depth)

@@ -37,6 +37,7 @@ PUBLIC_MODULES = [
     "lagrangian_family",
     "lagrangian_family.zoo",
     "lagrangian_family.symbolic.dsl",
+    "lagrangian_family.symbolic.limits",
     "lagrangian_family.backends.torch",
     "lagrangian_family.backends.torch.metrics",
     "lagrangian_family.backends.torch.cooper",

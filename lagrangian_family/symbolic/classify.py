@@ -20,6 +20,7 @@ import sympy
 
 from lagrangian_family.errors import ObjectiveError
 from lagrangian_family.symbolic import dictionary as dic
+from lagrangian_family.symbolic.limits import check_objective, guard
 from lagrangian_family.symbolic.linalg import Span, atoms_vector, make_span, term_vector
 from lagrangian_family.symbolic.normal_form import COORDINATES, NormalForm, is_zero, normal_form
 from lagrangian_family.symbolic.objective import Objective, as_expr, format_combination, text_coefficient
@@ -233,14 +234,26 @@ def _solve_hint(exprs) -> str:
     symbols = set().union(*[as_expr(e).free_symbols for e in exprs])
     if not symbols:
         return ""
+    exprs = [as_expr(e) for e in exprs]
+    if len(symbols) > 3 or not all(_small_polynomial(e, symbols) for e in exprs):
+        return ""  # sympy.solve may take long beyond small low-degree polynomials; the hint is optional
     try:
         sol = sympy.solve(exprs, list(symbols), dict=True)
-    except (NotImplementedError, ValueError):  # pragma: no cover - sympy gives up
+    except Exception:  # noqa: BLE001 - sympy gives up in many ways; the hint is optional
         return ""
     if not sol:
         return ""
     return "; it would be in the class when " + " or ".join(
         ", ".join(f"{k} = {v}" for k, v in s.items()) for s in sol)
+
+
+def _small_polynomial(e, symbols) -> bool:
+    """A polynomial of degree at most 2 with rational coefficients of at most 30 digits."""
+    if not e.is_polynomial(*symbols):
+        return False
+    P = sympy.Poly(e, *symbols)
+    return (P.total_degree() <= 2 and (P.domain.is_ZZ or P.domain.is_QQ)
+            and all(abs(c.p) < 10**30 and c.q < 10**30 for c in P.coeffs()))
 
 
 def computable_form(obj: Objective, nf: NormalForm, cls: Computability) -> Objective | None:
@@ -293,7 +306,15 @@ def classify(obj) -> Classification:
 def _classify(objective: Objective) -> Classification:
     from lagrangian_family.symbolic.dual import dual_form
 
-    nf = normal_form(objective)
-    cls, reasons = _computability(objective, nf)
-    dual, why = dual_form(nf)
-    return Classification(objective, nf, cls, reasons, dual, why, computable_form(objective, nf, cls))
+    check_objective(objective)  # the limits (a parsed objective is within them already)
+
+    subject = lambda: _short(str(objective))  # noqa: E731 - printed only for an error
+    nf = guard(subject, "computing the normal form", lambda: normal_form(objective))
+    cls, reasons = guard(subject, "deciding the computability class", lambda: _computability(objective, nf))
+    dual, why = guard(subject, "deriving the dual form", lambda: dual_form(nf))
+    computable = guard(subject, "rewriting into computable terms", lambda: computable_form(objective, nf, cls))
+    return Classification(objective, nf, cls, reasons, dual, why, computable)
+
+
+def _short(text: str, width: int = 200) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -35,6 +35,7 @@ from functools import lru_cache
 
 import sympy
 
+from lagrangian_family.symbolic.limits import describe, guard
 from lagrangian_family.symbolic.objective import as_expr
 
 __all__ = ["Reduced", "reduce_nonnegative", "sign"]
@@ -47,11 +48,26 @@ def sign(expr) -> int | None:
     >>> sign(3), sign(-symbol("beta")**2 - 1), sign(symbol("beta"))
     (1, -1, None)
     """
-    e = sympy.expand(as_expr(expr))
+    e = as_expr(expr)
+    return guard(lambda: describe(e), "deciding the sign of a coefficient", lambda: _sign(e))
+
+
+#: Sums of more terms than this get no sign from sympy's assumptions (a query takes seconds on
+#: a polynomial of hundreds of terms); their sign counts as unknown, a condition kept as written.
+ASSUMPTION_TERMS = 30
+#: Polynomials with a coefficient of more bits than this are not solved (root isolation over
+#: 400-digit coefficients takes seconds); their condition is kept as written.
+ROOT_BITS = 600
+
+
+def _sign(e) -> int | None:
+    e = sympy.expand(e)
     if e == 0:
         return 0
     if e.is_number:
         return 1 if e > 0 else -1
+    if len(sympy.Add.make_args(e)) > ASSUMPTION_TERMS:
+        return None
     if e.is_positive:
         return 1
     if e.is_negative:
@@ -245,6 +261,8 @@ def _real_roots(expr: sympy.Expr, s: sympy.Symbol):
     if P.degree() <= 0:
         return lc, []
     if P.domain.is_ZZ or P.domain.is_QQ:
+        if any(max(abs(int(c.p)).bit_length(), int(c.q).bit_length()) > ROOT_BITS for c in P.coeffs()):
+            return None  # root isolation takes long on huge coefficients: the condition is kept as written
         found: dict = {}
         for r in P.real_roots():
             found[r] = found.get(r, 0) + 1
@@ -295,7 +313,9 @@ def reduce_nonnegative(exprs) -> Reduced:
     >>> reduce_nonnegative([a - 1, l, a + l]).conditions
     (alpha >= 1, lambda >= 0)
     """
-    return _reduce(tuple(sympy.expand(as_expr(e)) for e in exprs))
+    exprs = tuple(as_expr(e) for e in exprs)
+    return guard(lambda: ", ".join(f"{describe(e)} >= 0" for e in exprs), "reducing the conditions",
+                 lambda: _reduce(tuple(sympy.expand(e) for e in exprs)))
 
 
 @lru_cache(maxsize=4096)
@@ -305,7 +325,7 @@ def _reduce(exprs: tuple[sympy.Expr, ...]) -> Reduced:
         s = sign(e)
         if s == -1:
             return Reduced((), (i,))
-        if s is None and not e.is_nonnegative:
+        if s is None and (len(sympy.Add.make_args(e)) > ASSUMPTION_TERMS or not e.is_nonnegative):
             open_.append(i)
     if not open_:
         return Reduced()

@@ -42,6 +42,7 @@ import sympy
 from lagrangian_family.errors import ObjectiveError
 from lagrangian_family.symbolic import dictionary as dic
 from lagrangian_family.symbolic.conditions import Reduced, reduce_nonnegative, sign
+from lagrangian_family.symbolic.limits import check_objective, guard
 from lagrangian_family.symbolic.linalg import N, apply, atoms_vector, make_span, term_vector
 from lagrangian_family.symbolic.normal_form import COORDINATES, NormalForm, is_zero, normal_form
 from lagrangian_family.symbolic.objective import (
@@ -360,6 +361,7 @@ def decompose(objective, divergences, *, bounds: dict[str, str] | None = None) -
     from lagrangian_family.symbolic.classify import as_objective
 
     obj = as_objective(objective)
+    check_objective(obj)
     if divergences is None or isinstance(divergences, (str, Term)) or not hasattr(divergences, "__iter__"):
         raise ObjectiveError("decompose takes a list of divergences", expected="a list such as "
                              "['KL(q(x,z) || p(x,z))', 'MMD(q(z) || p(z))']", given=repr(divergences),
@@ -395,8 +397,9 @@ def decompose(objective, divergences, *, bounds: dict[str, str] | None = None) -
     names = [f"I_{f}" if bounds.get(f) is None else f"the {bounds[f]} bound of I_{f}" for f, _ in primal]
     names += [str(d) for d in divs]
     A = sympy.Matrix(cols).T
-    if A.rank() < A.cols:
-        dep = A.nullspace()[0]
+    subject = lambda: str(obj)  # noqa: E731 - printed only for an error
+    if guard(subject, "decomposing the objective", lambda: A.rank()) < A.cols:
+        dep = guard(subject, "decomposing the objective", lambda: A.nullspace()[0])
         involved = [n for n, c in zip(names, dep) if c != 0]
         raise ObjectiveError(
             "the divergences are linearly dependent, so their multipliers are not unique",
@@ -404,9 +407,13 @@ def decompose(objective, divergences, *, bounds: dict[str, str] | None = None) -
             given=", ".join(involved), fix="drop one of them",
         )
     b = sympy.Matrix(column(obj))
-    left = (A.T * A).inv() * A.T
-    x = [sympy.expand(e) for e in left * b]
-    resid = [sympy.expand(e) for e in (b - A * sympy.Matrix(x))]
+
+    def solve():
+        left = (A.T * A).inv() * A.T
+        x = [sympy.expand(e) for e in left * b]
+        return x, [sympy.expand(e) for e in (b - A * sympy.Matrix(x))]
+
+    x, resid = guard(subject, "decomposing the objective", solve)
     if any(not is_zero(r) for r in resid):
         atoms = [(COORDINATES[i].term, r) for i, r in enumerate(resid[:N]) if not is_zero(r)]
         atoms += [(k, r) for k, r in zip(opaque_keys, resid[N:]) if not is_zero(r)]

@@ -24,6 +24,7 @@ from functools import cache
 
 import sympy
 
+from lagrangian_family.symbolic.limits import describe, guard
 from lagrangian_family.symbolic.objective import Objective, as_expr
 from lagrangian_family.symbolic.terms import (
     Density,
@@ -140,16 +141,68 @@ def _term_atoms(term: Term) -> dict[Atom, int]:
 
 
 def is_zero(expr) -> bool:
-    """Exact zero test for coefficients (fast path for numbers)."""
+    """Exact zero test for coefficients (fast path for numbers).
+
+    An expanded polynomial is zero iff it is 0. Another expression is non-zero when its value at
+    one of a few points is (to 30 digits, with the precision sympy tracks through cancellation);
+    one that vanishes at every point is zero when a cheap rewriting (logs, powers, radicals,
+    fractions) makes it 0, or else when ``sympy.simplify`` does; ``simplify`` is not run on
+    expressions with ``Abs`` or ``sign`` (it may take minutes on those), which then count as
+    non-zero. A failure of sympy raises :class:`~lagrangian_family.errors.ComputationError`
+    naming the coefficient.
+
+    >>> from lagrangian_family.symbolic.objective import symbol
+    >>> beta = symbol("beta")
+    >>> is_zero(sympy.sqrt(2) * sympy.sqrt(beta**2 + 1) - sympy.sqrt(2 * beta**2 + 2)), is_zero(sympy.exp(beta) - 1)
+    (True, False)
+    >>> is_zero(sympy.log(4 * beta**2) - 2 * sympy.log(2 * beta))  # not for beta < 0
+    False
+    >>> is_zero(sympy.sign(beta) + 1)  # zero for beta < 0 only
+    False
+    """
     expr = as_expr(expr)
-    if expr.is_number:
-        return expr == 0
+    if expr == 0:
+        return True
+    if expr.is_Rational:
+        return False
+    return guard(lambda: describe(expr), "testing a coefficient for zero", lambda: _is_zero(expr))
+
+
+#: The values given to the parameters (in name order, cyclically) when testing for zero numerically.
+_POINTS = tuple(tuple(sympy.Rational(v) for v in row) for row in (
+    ("37/100", "-13/10", "29/10", "-61/100", "173/10", "7/11"),
+    ("-47/10", "23/100", "-3/7", "53/10", "11/13", "-97/10"),
+    ("131/10", "-17/19", "5/3", "-71/100", "-29/7", "43/100"),
+))
+
+
+def _is_zero(expr) -> bool:
     e = sympy.expand(expr)
     if e == 0:
         return True
-    if e.is_polynomial():  # expanded polynomials are canonical: non-zero means non-zero
+    if e.is_polynomial() and not e.is_number:  # expanded polynomials are canonical: non-zero means non-zero
+        return False
+    names = sorted(e.free_symbols, key=str)
+    for row in _POINTS:
+        if _nonzero_at(e, {s: row[i % len(row)] for i, s in enumerate(names)}):
+            return False
+    for rewrite in (lambda x: sympy.expand_log(x, force=True), sympy.powsimp, sympy.radsimp, sympy.cancel):
+        if sympy.expand(rewrite(e)) == 0:
+            return True
+    if e.has(sympy.Abs, sympy.sign, sympy.Piecewise):
         return False
     return sympy.simplify(e) == 0
+
+
+def _nonzero_at(e, point) -> bool:
+    """True when ``e`` is provably non-zero at ``point``: a part of its value is a non-zero float
+    with more than 20 significant bits (sympy's evalf tracks the precision lost to cancellation)."""
+    try:
+        value = e.evalf(30, subs=point)
+        parts = value.as_real_imag()
+    except (ValueError, TypeError, ArithmeticError, RecursionError, AttributeError):
+        return False
+    return any(isinstance(p, sympy.Float) and p._prec > 20 and p != 0 for p in parts)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,50 @@ def as_expr(value, *, context: str = "a coefficient") -> sympy.Basic:
                          fix="use an int, a float, a Fraction or a sympy expression")
 
 
+def is_plain_polynomial(expr) -> bool:
+    """True for a polynomial with rational coefficients (no function, every power an integer one):
+    expanding gives its canonical form, and it is real for real parameters.
+
+    >>> is_plain_polynomial(symbol("beta")**2 / 3), is_plain_polynomial(sympy.sqrt(symbol("beta")))
+    (True, False)
+    """
+    return not expr.atoms(sympy.Function) and all(p.exp.is_Integer for p in expr.atoms(sympy.Pow))
+
+
+def canonical(c: sympy.Expr) -> sympy.Expr:
+    """The canonical form of a coefficient: expanded and, where it is not a polynomial, rebuilt
+    node by node until rebuilding changes nothing. sympy evaluates a node when it is built, not
+    when it is expanded around (``Abs(exp(beta)/beta)`` expands to ``exp(beta)*Abs(1/beta)``,
+    which building again gives as ``exp(beta)/Abs(beta)``); reading the printed text builds every
+    node, so only a coefficient that building leaves alone prints as text that reads back as itself.
+
+    >>> beta = symbol("beta")
+    >>> canonical(sympy.Abs(sympy.exp(beta) / beta))
+    exp(beta)/Abs(beta)
+    >>> canonical((beta + 1) ** 2)
+    beta**2 + 2*beta + 1
+    """
+    e = sympy.expand(c)
+    if not isinstance(e, sympy.Expr) or is_plain_polynomial(e):
+        return e  # a polynomial with rational coefficients: expand gives its canonical form
+    for _ in range(4):
+        again = sympy.expand(_rebuild(e))
+        if again == e:
+            break
+        e = again
+    return e
+
+
+def _rebuild(e):
+    if e.is_Atom or not e.args:
+        return e
+    args = [_rebuild(a) for a in e.args]
+    if e.is_Pow and args[0].is_Rational and args[0].p == 1 and args[0].q > 1 and not args[1].is_Rational:
+        # (1/7)**E: a product turns it into 7**(-E) or not, depending on the order of its factors
+        return sympy.Pow(sympy.Integer(args[0].q), -args[1])
+    return e.func(*args)
+
+
 def as_coefficient(value, *, context: str = "a coefficient") -> sympy.Expr:
     """A scalar as a sympy expression, or an :class:`ObjectiveError` for anything else."""
     if isinstance(value, (Term, Objective)):
@@ -132,7 +176,8 @@ class Objective:
                                      fix="build objectives with lf.parse or the DSL")
             c = as_coefficient(coef, context=f"the coefficient of {term}")
             collected[term] = collected.get(term, sympy.Integer(0)) + c
-        self._terms = {t: sympy.expand(c) for t, c in collected.items() if sympy.expand(c) != 0}
+        canon = ((t, canonical(c)) for t, c in collected.items())
+        self._terms = {t: c for t, c in canon if c != 0}
         self._hash = None
 
     # -- access ----------------------------------------------------------------
@@ -291,7 +336,10 @@ def _latex_coefficient(c: sympy.Expr) -> str:
 
 def _is_negative_leading(c: sympy.Expr) -> bool:
     if c.is_number:
-        return bool(c < 0)
+        if c.is_extended_negative is not None:
+            return bool(c.is_extended_negative)
+        value = sympy.re(sympy.N(c, 30))  # sympy cannot decide the sign exactly: its value does
+        return bool(value < 0) if value.is_comparable else c.could_extract_minus_sign()
     if isinstance(c, sympy.Mul):
         return c.could_extract_minus_sign()
     return False

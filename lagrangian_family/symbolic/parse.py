@@ -23,7 +23,7 @@ Grammar (``||`` separates divergence arguments; ``^`` is a synonym of ``**``)::
     unary       := ('+' | '-') unary | power
     power       := primary (('**' | '^') unary)?
     primary     := NUMBER | NAME | '(' sum ')' | expectation | divergence | mutual_info
-                 | 'log' log_operand | ('exp' | 'sqrt') '(' sum ')'
+                 | 'log' log_operand | ('exp' | 'sqrt' | 'Abs' | 'sign') '(' sum ')'
     expectation := 'E_{' density '}' '[' sum ']' | 'E_q' args '[' sum ']' | 'E_p' args '[' sum ']'
     divergence  := KIND '(' density '||' density ')'
     mutual_info := ('I_q' | 'I_p') '(' VAR (';' | ',') VAR ')'
@@ -39,12 +39,18 @@ becomes its own term under the same outer distribution. ``log(q(z|x) / p(z))`` i
 Coefficients are numbers (decimals and ``1e-3`` are exact rationals), parameter names (any
 identifier that is not reserved: ``beta``, ``lambda``, ``lambda_1``...), the constants ``pi``
 and ``E`` (Euler's number, as sympy prints it), arithmetic ``+ - * / ** ^`` and the functions
-``sqrt``, ``exp`` and ``log`` applied to coefficients (``sqrt(2) * KL(q(z) || p(z))``). A
+``sqrt``, ``exp``, ``log``, ``Abs`` and ``sign`` applied to coefficients (``sqrt(2) * KL(q(z) || p(z))``;
+``str()`` writes ``sqrt(beta**2)`` as ``Abs(beta)``). Coefficients are kept in a canonical form
+(:func:`~lagrangian_family.symbolic.objective.canonical`), and a coefficient that expanding would
+write outside this syntax or make non-real is refused, so the printed text always reads back.
+Resource limits (:mod:`~lagrangian_family.symbolic.limits`: the length of the text, the number of
+parameters, the size of numbers, exponents and coefficients) are checked before sympy computes;
+an input over one raises :class:`~lagrangian_family.errors.LimitError`. A
 function or a power of a term is non-linear and rejected, as are products of terms, division
 by a term, and constants added to an objective (they do not change the optimum). The only
 constant objective accepted is ``0`` (what ``str()`` prints for the empty objective).
 
-Reserved names: ``p q x z E pi log exp sqrt I I_q I_p KL JS MMD W D_f D_KL D_JS D_MMD D_W``
+Reserved names: ``p q x z E pi log exp sqrt Abs sign I I_q I_p KL JS MMD W D_f D_KL D_JS D_MMD D_W``
 and every name starting with ``E_``.
 
 Every malformed input raises :class:`~lagrangian_family.errors.ObjectiveError` with a caret
@@ -67,7 +73,8 @@ from dataclasses import dataclass
 
 import sympy
 
-from lagrangian_family.errors import ObjectiveError, closest
+from lagrangian_family.errors import ComputationError, LimitError, ObjectiveError, closest
+from lagrangian_family.symbolic import limits as _limits
 from lagrangian_family.symbolic.objective import Objective, symbol
 from lagrangian_family.symbolic.terms import (
     DIVERGENCES,
@@ -89,21 +96,18 @@ DIVERGENCE_ALIASES: dict[str, str] = {
     "D_MMD": "MMD",
     "D_W": "W",
 }
-_FUNCTIONS = {"exp": sympy.exp, "sqrt": sympy.sqrt, "log": sympy.log}
+_FUNCTIONS = {"exp": sympy.exp, "sqrt": sympy.sqrt, "log": sympy.log, "Abs": sympy.Abs, "sign": sympy.sign}
 _CONSTANTS = {"pi": sympy.pi, "E": sympy.E}
 _MUTUAL_INFORMATIONS = ("I_q", "I_p")
+#: The sympy types a coefficient may hold: what the printer writes and the parser reads.
+_READABLE = (sympy.Add, sympy.Mul, sympy.Pow, sympy.Symbol, sympy.Rational, type(sympy.pi), type(sympy.E),
+             sympy.exp, sympy.log, sympy.Abs, sympy.sign)
 #: Names that are not parameters.
 RESERVED: frozenset[str] = frozenset(
     set(FAMILIES) | set(VARIABLES) | set(DIVERGENCE_ALIASES) | set(_FUNCTIONS) | set(_CONSTANTS)
     | set(_MUTUAL_INFORMATIONS) | {"I"}
 )
 
-#: How deeply parentheses, brackets and unary signs may nest (protects the Python stack).
-MAX_DEPTH = 64
-#: The largest |exponent| accepted in a power or a number literal (protects against huge numbers).
-MAX_EXPONENT = 1000
-#: The most bits a numerator or denominator may have (about 3000 decimal digits).
-MAX_BITS = 10_000
 
 _WINDOW = 80  # the longest source line or 'given' an error message shows
 _TWO_CHAR_OPS = ("||", "**")
@@ -123,8 +127,10 @@ class Token:
         return "the end of the input" if self.kind == "end" else repr(self.text)
 
 
-def _error(source: str, position: int, message: str, *, expected=None, given=None, fix=None) -> ObjectiveError:
-    """An :class:`ObjectiveError` whose caret points at ``position`` of ``source`` (its line)."""
+def _error(source: str, position: int, message: str, *, expected=None, given=None, fix=None,
+           cls: type[ObjectiveError] = ObjectiveError, **extra) -> ObjectiveError:
+    """An :class:`ObjectiveError` (or ``cls``, with ``extra`` arguments) whose caret points at
+    ``position`` of ``source`` (its line)."""
     start = source.rfind("\n", 0, position) + 1
     end = source.find("\n", position)
     line = source[start:] if end < 0 else source[start:end]
@@ -138,21 +144,12 @@ def _error(source: str, position: int, message: str, *, expected=None, given=Non
             3 if lo else 0)
     if given is not None and len(given) > _WINDOW:
         given = given[: _WINDOW - 3] + "..."
-    return ObjectiveError(message, expected=expected, given=given, fix=fix, position=column, source=line)
+    return cls(message, expected=expected, given=given, fix=fix, position=column, source=line, **extra)
 
 
 def _sstr(expr) -> str:
-    """sympy's string of ``expr``, or a placeholder where Python refuses to print a huge integer."""
-    try:
-        return sympy.sstr(expr)
-    except ValueError:  # pragma: no cover - parse rejects numbers that large before printing them
-        return "<a number too large to print>"
-
-
-def _too_large(expr) -> bool:
-    """True iff ``expr`` holds a rational with more than :data:`MAX_BITS` bits."""
-    return any(max(abs(int(r.p)).bit_length(), abs(int(r.q)).bit_length()) > MAX_BITS
-               for r in expr.atoms(sympy.Rational))
+    """A short text of ``expr`` for messages (never a huge number)."""
+    return _limits.describe(expr)
 
 
 def _short(text: str, width: int = 24) -> str:
@@ -317,6 +314,26 @@ class _Parser:
         self.i = 0
         self.depth = 0
         self.inside: Density | None = None  # set while parsing the body of an expectation
+        self.limits = _limits.current()
+        self.checker = _limits.CoefficientChecker()
+        self.count_parameters()
+
+    def count_parameters(self) -> None:
+        """Refuse more distinct parameter names than the limit, before sympy sees any of them."""
+        seen: dict[str, Token] = {}
+        for k, t in enumerate(self.tokens):
+            nxt = self.tokens[min(k + 1, len(self.tokens) - 1)]
+            called = nxt.kind == "op" and nxt.text == "("
+            if (t.kind == "name" and t.text not in RESERVED and not t.text.startswith(("E_", "D_", "I_"))
+                    and t.text not in seen and not called):
+                seen[t.text] = t
+                if len(seen) > self.limits.parameters:
+                    names = list(seen)
+                    given = ", ".join(names[:5]) + (f"... ({len(names)} or more)" if len(names) > 5 else "")
+                    raise self.limit_error(t.pos, "parameters",
+                                           f"too many parameters: {len(seen)} distinct names",
+                                           expected=f"at most {self.limits.parameters} distinct parameter names",
+                                           given=given, fix="use fewer parameters")
 
     # -- token helpers -----------------------------------------------------------------------
     def peek(self, k: int = 0) -> Token:
@@ -339,6 +356,19 @@ class _Parser:
     def error(self, position: int, message: str, **kw) -> ObjectiveError:
         return _error(self.text, position, message, **kw)
 
+    def limit_error(self, position: int, limit: str, what: str, **kw) -> LimitError:
+        """A :class:`LimitError` for ``limit`` with a caret at ``position``."""
+        err = _limits.refusal(limit, what, **kw)
+        return _error(self.text, position, _bare_message(err), expected=err.expected, given=err.given, fix=err.fix,
+                      cls=LimitError, limit=err.limit, value=err.value)
+
+    def located(self, err: ObjectiveError, position: int) -> ObjectiveError:
+        """``err`` (a limit or computation error of a coefficient) with a caret at ``position``."""
+        extra = ({"limit": err.limit, "value": err.value} if isinstance(err, LimitError)
+                 else {"subject": err.subject, "stage": err.stage} if isinstance(err, ComputationError) else {})
+        return _error(self.text, position, _bare_message(err), expected=err.expected, given=err.given, fix=err.fix,
+                      cls=type(err), **extra)
+
     def expect(self, text: str, context: str, fix: str | None = None) -> Token:
         tok = self.peek()
         if tok.kind == "op" and tok.text == text:
@@ -351,10 +381,10 @@ class _Parser:
 
     def enter(self, pos: int) -> None:
         self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise self.error(pos, "the objective nests too deeply",
-                             expected=f"at most {MAX_DEPTH} nested parentheses or signs",
-                             given=f"more than {MAX_DEPTH}", fix="simplify the expression")
+        if self.depth > self.limits.depth:
+            raise self.limit_error(pos, "depth", "the objective nests too deeply",
+                                   expected=f"at most {self.limits.depth} nested parentheses or signs",
+                                   given=f"more than {self.limits.depth}", fix="simplify the expression")
 
     # -- grammar -----------------------------------------------------------------------------
     def parse(self) -> Objective:
@@ -382,10 +412,36 @@ class _Parser:
             raise self.error(value.pos, "log-densities outside an expectation",
                              expected="E_{...}[...] around log-densities", given=value.describe(),
                              fix="wrap the log-densities in an expectation")
+        return self.objective(value)
+
+    def objective(self, value: _Value) -> Objective:
+        """The objective of the parsed terms: coefficients expanded (refused first when that would
+        give too many terms), checked again once expanded, and the printed form within the limits."""
+        for _, coef in value.value:
+            try:
+                self.checker.expansion(coef)
+            except ObjectiveError as e:
+                raise self.located(e, value.pos) from e
         try:
-            return Objective(value.value)
-        except ObjectiveError as e:  # pragma: no cover - coefficients are checked as they are built
+            obj = _limits.guard("the coefficients", "expanding the coefficients", lambda: Objective(value.value))
+        except ObjectiveError as e:
             raise _relocate(e, self.text, value.pos) from e
+        for _, coef in obj.items():
+            try:
+                self.checker.check(coef)
+            except ObjectiveError as e:
+                raise self.located(e, value.pos) from e
+            self.readable(coef, value.pos)
+        try:
+            printed = len(_limits.guard("the objective", "printing the objective", lambda: str(obj)))
+        except ObjectiveError as e:
+            raise self.located(e, value.pos) from e
+        if printed > self.limits.text:
+            raise self.limit_error(value.pos, "text", f"the objective prints as {printed} characters",
+                                   expected=f"objectives of at most {self.limits.text} characters once expanded "
+                                            "(str() of the objective must read back)",
+                                   given=f"{printed} characters", fix="use smaller powers of sums")
+        return obj
 
     def sum(self) -> _Value:
         tok = self.peek()
@@ -453,17 +509,20 @@ class _Parser:
     # -- leaves ------------------------------------------------------------------------------
     def number(self, tok: Token) -> sympy.Expr:
         text = tok.text
-        mantissa, _, exponent = text.lower().partition("e")
-        if exponent and abs(int(exponent)) > MAX_EXPONENT:
-            raise self.error(tok.pos, f"the number {_short(text)} is too large",
-                             expected=f"an exponent of at most {MAX_EXPONENT} in absolute value",
-                             given=text, fix="use a smaller number")
+        digits = self.limits.digits
+        if _limits.literal_digits(text) > digits:
+            raise self.limit_error(tok.pos, "digits", f"the number {_short(text)} is too large (too many digits)",
+                                   expected=f"numbers of at most {digits} digits (numerator and denominator), "
+                                            f"e.g. 1e{digits - 1} or 1e-{digits - 1}",
+                                   given=_short(text, _WINDOW), fix="use a smaller number")
         try:
-            return sympy.Rational(text)
+            value = sympy.Rational(text)
         except (ValueError, TypeError, ArithmeticError, sympy.SympifyError) as e:
             raise self.error(tok.pos, f"cannot read the number {_short(text)}",
                              expected="a number such as 2, 0.5 or 1e-3", given=text,
-                             fix="write a shorter number") from e
+                             fix="write a shorter number", cls=ComputationError, subject=text,
+                             stage="reading a number") from e
+        return self.check_scalar(value, tok.pos, f"the number {_short(text)}")
 
     def name(self) -> _Value:
         tok = self.peek()
@@ -759,12 +818,20 @@ class _Parser:
         if not isinstance(expr, sympy.Expr) or expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
             raise self.error(pos, f"{what} is not a finite number", expected="a finite coefficient",
                              given=_sstr(expr), fix="check for a division by zero or a log of zero")
-        if _too_large(expr):
-            raise self.error(pos, f"{what} is too large", expected=f"numbers of at most {MAX_BITS} bits",
-                             given="a number with more digits", fix="use smaller numbers")
-        if expr.has(sympy.I) or expr.is_extended_real is False:
+        try:
+            self.checker.check(expr)
+        except ObjectiveError as e:
+            raise self.located(e, pos) from e
+        # a sum or product of checked parts is real when they are (asking sympy costs seconds on long
+        # sums); the whole coefficient is asked once more when the objective is built (readable)
+        if (not self.checker.is_plain(expr) and not isinstance(expr, (sympy.Add, sympy.Mul))
+                and (expr.has(sympy.I) or expr.is_extended_real is False)):
             raise self.error(pos, f"{what} is not a real number", expected="a real coefficient",
                              given=_sstr(expr), fix="check the signs under sqrt, log and fractional powers")
+        try:
+            self.checker.real(expr)
+        except ObjectiveError as e:
+            raise self.located(e, pos) from e
         return expr
 
     def scalar_op(self, fn, pos: int, what: str) -> sympy.Expr:
@@ -774,11 +841,28 @@ class _Parser:
             raise
         except (RecursionError, MemoryError, OverflowError) as e:
             raise self.error(pos, f"{what} is too large to compute", expected="a moderate coefficient",
-                             given=type(e).__name__, fix="simplify the coefficient") from e
+                             given=type(e).__name__, fix="simplify the coefficient",
+                             cls=ComputationError, subject=what, stage="parsing") from e
         except Exception as e:  # sympy raises many types; none may escape the parser
             raise self.error(pos, f"cannot compute {what}", expected="a finite real coefficient",
-                             given=f"{type(e).__name__}: {e}", fix="simplify the coefficient") from e
+                             given=f"{type(e).__name__}: {_short(str(e), _WINDOW)}", fix="simplify the coefficient",
+                             cls=ComputationError, subject=what, stage="parsing") from e
         return self.check_scalar(expr, pos, what)
+
+    def readable(self, coef, pos: int) -> None:
+        """Refuse a coefficient that expanding made non-real or wrote with functions the syntax lacks
+        (``Abs(exp(-sqrt(alpha)))`` becomes ``exp(-cos(atan2(0, alpha)/2)*sqrt(Abs(alpha)))``): what
+        parse accepts, ``str()`` prints in the syntax, and the printed text reads back."""
+        foreign = sorted({type(n).__name__ for n in sympy.preorder_traversal(coef)
+                          if not isinstance(n, _READABLE)})
+        if foreign:
+            raise self.error(pos, f"the coefficient {_sstr(coef)} is not in the text syntax once expanded",
+                             expected="numbers, parameters, pi, E, + - * / **, exp, log, sqrt, Abs and sign",
+                             given=", ".join(foreign), fix="simplify the coefficient")
+        if not _limits.is_plain_polynomial(coef) and (coef.has(sympy.I) or coef.is_extended_real is False):
+            raise self.error(pos, f"the coefficient {_sstr(coef)} is not a real number once expanded",
+                             expected="a real coefficient", given=_sstr(coef),
+                             fix="check the signs under sqrt, log and fractional powers")
 
     def nonlinear(self, pos: int, message: str, given: str, fix: str) -> ObjectiveError:
         return self.error(pos, f"non-linear objective: {message}",
@@ -827,9 +911,10 @@ class _Parser:
     def checked(self, value: _Value, pos: int) -> _Value:
         """``value``, after checking the size of its coefficients."""
         for entry in value.value:
-            if _too_large(entry[1]):
-                raise self.error(pos, "a coefficient is too large", expected=f"numbers of at most {MAX_BITS} bits",
-                                 given="a number with more digits", fix="use smaller numbers")
+            try:
+                self.checker.check(entry[1])
+            except ObjectiveError as e:
+                raise self.located(e, pos) from e
         return value
 
     def raise_power(self, base: _Value, exponent: _Value, op: Token) -> _Value:
@@ -838,23 +923,25 @@ class _Parser:
                                  f"({base.describe()}) ** ({exponent.describe()})",
                                  "use powers only between numbers and parameters, e.g. beta**2 * KL(...)")
         b, e = base.value, exponent.value
-        if e.is_number and e.is_comparable and b not in (sympy.Integer(0), sympy.Integer(1), sympy.Integer(-1)):
-            size = abs(e)
-            too_big = bool(size > MAX_EXPONENT)
-            if not too_big and b.is_Rational:
-                bits = max(abs(int(b.p)).bit_length(), abs(int(b.q)).bit_length())
-                too_big = bool(size * bits > MAX_BITS)
-            if not too_big and isinstance(b, sympy.Add) and not b.is_number:
-                too_big = bool(size > 32)  # expanding (a + b + c)**n has O(n**2) terms
-            if too_big:
-                raise self.error(op.pos, "the power is too large", expected="a moderate exponent",
-                                 given=f"{_sstr(b)} ** {_sstr(e)}", fix="use a smaller exponent")
+        if b not in (sympy.Integer(0), sympy.Integer(1), sympy.Integer(-1)):
+            # refuse before sympy computes the power: its magnitude, its exponent, its expansion
+            unevaluated = sympy.Pow(b, e, evaluate=False)
+            try:
+                self.checker.check(unevaluated)
+                self.checker.expansion(unevaluated)
+            except ObjectiveError as err:
+                raise self.located(err, op.pos) from err
         return _Value(_SCALAR, self.scalar_op(lambda: sympy.Pow(b, e), op.pos, "the power"), base.pos)
 
     def apply_function(self, name: str, arg: _Value, tok: Token) -> _Value:
         if arg.kind != _SCALAR:
             raise self.nonlinear(tok.pos, f"{name} of a term", f"{name}({arg.describe()})",
                                  f"apply {name} only to coefficients; terms enter linearly")
+        if name == "exp":  # refuse exp(1e300) before sympy evaluates it
+            try:
+                self.checker.check(sympy.exp(arg.value, evaluate=False))
+            except ObjectiveError as err:
+                raise self.located(err, tok.pos) from err
         return _Value(_SCALAR, self.scalar_op(lambda: _FUNCTIONS[name](arg.value), tok.pos, f"{name}(...)"), tok.pos)
 
 
@@ -884,6 +971,13 @@ def parse(text: str) -> Objective:
     """
     if not isinstance(text, str):
         raise ObjectiveError("parse takes a string", expected="the text of an objective",
-                             given=f"{type(text).__name__} {text!r}",
+                             given=f"{type(text).__name__} {_short(repr(text), _WINDOW)}",
                              fix="pass a string such as 'KL(q(x,z) || p(x,z))'")
+    limit = _limits.current().text
+    if len(text) > limit:
+        raise _error(text, limit, f"the objective is {len(text)} characters long", cls=LimitError,
+                     limit="text", value=limit,
+                     expected=f"at most {limit} characters (the limit text = {limit})", given=f"{len(text)} characters",
+                     fix="shorten the objective, or raise the limit: "
+                         "lagrangian_family.symbolic.limits.set_limits(text=...)")
     return _Parser(text).parse()
