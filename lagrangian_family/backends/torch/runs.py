@@ -1,0 +1,634 @@
+"""One training run of any zoo model or computable text objective, in one run folder:
+``lagfam train`` as a function (:func:`train_run`).
+
+The run's recipe (:func:`.recipes.recipe`: the components the objective needs, the training
+defaults, the second domain of CycleGAN and DiscoGAN, the reasons for each choice) builds the
+compiled loss and its :class:`~.train.Trainer`; the run folder then holds:
+
+==========================  ======================================================================
+``run.json``                what the folder is a run of (model, data, budget, parameters, seed and
+                            the recipe); written first, compared on every rerun
+``checkpoint.pt``           the trainer's checkpoint (weights, optimisers, batch order, random
+                            states): a rerun resumes from it exactly
+``log.csv``                 the training log (one row per logged step)
+``model.pt``                the trained model in the :func:`~.model.save_model` format:
+                            ``lagfam sample RUN_DIR`` and :func:`~.model.load_model` rebuild it
+                            without the user's code
+``samples.png``             a grid of samples x ~ p(x) (decoder means or generator outputs)
+``reconstructions.png``     test images above their reconstructions (models with an encoder)
+``translations.png``        second-domain test images above their translations (CycleGAN, DiscoGAN)
+``metrics.json``            the objective-independent metrics of :mod:`lagrangian_family.evaluate`
+                            (with the real-data references), the targets of issue 8 and timings;
+                            its presence (valid, finite, for this run) marks the run finished
+``report.md``               the metrics as tables, the targets met or missed and why, the
+                            recipe's reasons, the images
+==========================  ======================================================================
+
+Rerunning the same call resumes an interrupted run from its checkpoint and skips a finished one
+(a ``metrics.json`` that is invalid, or written for another run, is redone). The folder is
+locked while a run writes to it (:class:`~lagrangian_family.files.FolderLock`; ``wait=True``
+waits for the holder). Bad input is refused before anything is written: a text objective in no
+computability class, a model needing a component the data cannot supply, an ``out`` that is a
+file or a folder holding something other than this run, a data folder without MNIST; every
+such error is an :class:`~lagrangian_family.errors.ObjectiveError` and nothing already in
+``out`` is removed.
+
+Distributed (``torchrun ... -m lagrangian_family.cli train ...``): :func:`train_run` joins the
+process group that ``torchrun`` describes (:func:`.distributed.init_from_env`), every rank
+trains its shard of each global batch, and only rank 0 writes files and computes the metrics.
+
+>>> import tempfile, os
+>>> folder = os.path.join(tempfile.mkdtemp(), "vae")
+>>> result = train_run("vae", out=folder, data="digits", budget="smoke", progress=False, n_eval=200,
+...                    log=lambda s: None)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lagrangian_family.errors import ObjectiveError
+
+__all__ = ["RunResult", "train_run", "run_identity", "read_finished", "TARGETS", "RUN_FILE", "CHECKPOINT_FILE",
+           "LOG_FILE", "METRICS_FILE", "REPORT_FILE", "SAMPLES_PNG", "RECONSTRUCTIONS_PNG", "TRANSLATIONS_PNG",
+           "DATASETS"]
+
+#: What the folder is a run of (written before training starts).
+RUN_FILE = "run.json"
+#: The trainer's checkpoint (resume).
+CHECKPOINT_FILE = "checkpoint.pt"
+#: The CSV training log.
+LOG_FILE = "log.csv"
+#: The final metrics; a valid one marks the run finished.
+METRICS_FILE = "metrics.json"
+#: The Markdown report.
+REPORT_FILE = "report.md"
+#: PNG grids.
+SAMPLES_PNG, RECONSTRUCTIONS_PNG, TRANSLATIONS_PNG = "samples.png", "reconstructions.png", "translations.png"
+#: The data sets ``lagfam train`` trains on.
+DATASETS = ("digits", "mnist")
+
+#: Issue 8's targets at the small budget on MNIST: metric -> (threshold, what it says).
+TARGETS: dict[str, tuple[float, str]] = {
+    "classes_covered": (9, "samples cover at least 9 of the 10 digit classes (share ≥ 5% each)"),
+    "confidence_ratio": (0.7, "mean classifier confidence at least 0.7 times that of real test images"),
+    "probe_accuracy": (0.85, "a linear probe predicts the digit from z with at least 85% accuracy"),
+    "code_accuracy": (0.7, "InfoGAN's categorical code matched to the labels with at least 70% accuracy"),
+    "translation_kept": (0.85, "translations keep their digit at least 85% of the time"),
+}
+
+#: The number of samples scored per data set (the reference uses as many real test images).
+N_EVAL = {"mnist": 10000, "digits": 300}
+
+#: Files of the run folder that the toolkit writes (a folder holding anything else is refused).
+_OURS = {RUN_FILE, CHECKPOINT_FILE, LOG_FILE, "model.pt", METRICS_FILE, REPORT_FILE, SAMPLES_PNG,
+         RECONSTRUCTIONS_PNG, TRANSLATIONS_PNG, ".lagfam.lock"}
+
+
+@dataclass
+class RunResult:
+    """What :func:`train_run` did: ``status`` is ``"trained"`` (from scratch), ``"resumed"``
+    (from a checkpoint), ``"skipped"`` (already finished) or ``"worker"`` (a rank other than 0 of
+    a distributed run, which writes nothing); ``metrics`` is the content of ``metrics.json``
+    (empty on other ranks); ``out`` the run folder."""
+
+    out: Path
+    status: str
+    metrics: dict = field(default_factory=dict)
+
+
+# -- identity of a run ------------------------------------------------------------------------------
+
+def run_identity(model: str, *, data: str, budget: str, params: Mapping | None, seed: int, arch: str,
+                 recipe: Mapping, lagrangian: str | None = None, slack: float | None = None) -> dict:
+    """The description of a run that ``run.json`` and ``metrics.json`` carry: a rerun with the
+    same identity resumes or skips; one with another identity is refused.
+
+    >>> run_identity("vae", data="digits", budget="smoke", params={"beta": 2}, seed=0, arch="mlp", recipe={})["params"]
+    {'beta': 2.0}
+    """
+    return {"model": str(model), "data": data, "budget": budget,
+            "params": {str(k): _plain(v) for k, v in sorted((params or {}).items())}, "seed": int(seed),
+            "arch": arch, "lagrangian": lagrangian, "slack": None if slack is None else float(slack),
+            "recipe": json.loads(json.dumps(recipe, default=str))}
+
+
+def _plain(v):
+    if isinstance(v, bool) or isinstance(v, str):
+        return v
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _finite_numbers(obj) -> bool:
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return True
+    if isinstance(obj, (int, float)):
+        return math.isfinite(obj)
+    if isinstance(obj, Mapping):
+        return all(_finite_numbers(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return all(_finite_numbers(v) for v in obj)
+    return False
+
+
+def read_finished(out, identity: Mapping | None = None) -> tuple[dict | None, str | None]:
+    """``(metrics, None)`` when ``out/metrics.json`` marks a finished run (JSON, every number
+    finite, the sample scores present, written for ``identity`` when given, ``model.pt``
+    present); else ``(None, why)`` (``why`` None when there is no ``metrics.json`` at all).
+
+    >>> read_finished("/nonexistent")
+    (None, None)
+    """
+    path = Path(out) / METRICS_FILE
+    if not path.exists():
+        return None, None
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        return None, f"its {METRICS_FILE} is not readable JSON ({type(e).__name__})"
+    if not isinstance(m, dict) or not isinstance(m.get("samples"), dict) or "identity" not in m:
+        return None, f"its {METRICS_FILE} lacks the sample scores or the run's identity"
+    if not _finite_numbers(m):
+        return None, f"its {METRICS_FILE} holds a value that is not a finite number"
+    if identity is not None and m["identity"] != json.loads(json.dumps(identity)):
+        return None, f"its {METRICS_FILE} was written for another run"
+    if not (Path(out) / "model.pt").is_file():
+        return None, "its model.pt is missing"
+    return m, None
+
+
+# -- checks before anything is written ----------------------------------------------------------------
+
+def _check_folder(out: Path, identity: dict) -> None:
+    """Refuse a folder that holds something other than this run (nothing in it is touched)."""
+    if not out.exists():
+        return
+    entries = [p.name for p in out.iterdir() if not p.name.endswith(".lagfam-tmp")]
+    run_file = out / RUN_FILE
+    if run_file.exists():
+        try:
+            saved = json.loads(run_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            raise ObjectiveError(f"{out} holds a damaged {RUN_FILE}", expected=f"a run folder whose {RUN_FILE} is "
+                                 "the JSON that lagfam train wrote", given=f"{type(e).__name__}",
+                                 fix=f"choose another --out, or remove {run_file} to start the run over") from e
+        if saved != json.loads(json.dumps(identity)):
+            diff = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
+            was = ", ".join(f"{k}={saved.get(k)!r}" for k in diff if k != "recipe")
+            raise ObjectiveError(f"{out} holds another run", expected="the folder of this run (the same model, data, "
+                                 "budget, parameters, seed and recipe), a new folder, or an empty one",
+                                 given=f"a run that differs in {', '.join(diff)}" + (f" ({was})" if was else ""),
+                                 fix="choose another --out (a folder per run)")
+        return
+    foreign = sorted(set(entries) - {".lagfam.lock"})
+    if foreign:
+        shown = ", ".join(foreign[:6]) + (", ..." if len(foreign) > 6 else "")
+        raise ObjectiveError(f"{out} is not a run folder", expected=f"a new or empty folder, or a run folder that "
+                             f"lagfam train wrote (it holds {RUN_FILE})", given=f"a folder holding {shown}",
+                             fix="choose another --out; nothing in this folder was changed")
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= 2**32 - 2:
+        raise ObjectiveError(f"seed {seed!r} is not usable", expected="an integer from 0 to 2**32 - 2",
+                             given=repr(seed), fix="e.g. --seed 0")
+    return int(seed)
+
+
+def _check_data(data: str, data_dir):
+    if data not in DATASETS:
+        raise ObjectiveError(f"unknown data {data!r}", expected="'digits' (scikit-learn's 8x8 digits, no download) "
+                             "or 'mnist'", given=repr(data), fix="--data digits, or --data mnist --data-dir DIR")
+    from lagrangian_family.experiments.datasets import check_mnist_dir, load
+
+    if data == "mnist":
+        data_dir = str(check_mnist_dir(data_dir, validate=True).resolve())
+    return load(data, data_dir), data_dir
+
+
+# -- evaluation ---------------------------------------------------------------------------------------
+
+def _labelled(data: str, data_dir):
+    from lagrangian_family.evaluate import load_split
+
+    return load_split(data, data_dir)
+
+
+def _domain_images(recipe, images: np.ndarray) -> np.ndarray:
+    """The second domain's version of ``images``: the recipe's source transform(s)."""
+    from lagrangian_family import data_sources
+
+    names = recipe.domain.get("transform") if isinstance(recipe.domain, Mapping) else None
+    names = [] if names is None else [names] if isinstance(names, str) else list(names)
+    x = np.asarray(images, dtype=np.float32)
+    for n in names:
+        x = data_sources.TRANSFORMS[n](x)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _evaluation_domain(recipe) -> str | None:
+    """The name in :data:`lagrangian_family.evaluate.DOMAINS` of the recipe's second domain."""
+    from lagrangian_family.evaluate.domains import domain_name
+
+    names = recipe.domain.get("transform") if isinstance(recipe.domain, Mapping) else None
+    names = [] if names is None else [names] if isinstance(names, str) else list(names)
+    if len(names) > 1:
+        return None
+    try:
+        return domain_name(names[0] if names else "identity")
+    except ObjectiveError:
+        return None
+
+
+def _binary_inputs(recipe) -> bool:
+    """Whether the model was trained on binarised images (its encoder then sees binary x)."""
+    flag = getattr(recipe, "binarize", None)
+    if flag is None:
+        flag = getattr(getattr(recipe, "training", None), "binarize", None)
+    if flag is not None:
+        return bool(flag)
+    dec = (recipe.components or {}).get("decoder") or {}
+    return str(dec.get("class", "")).startswith("Bernoulli")
+
+
+def _has_encoder(loss_fn) -> bool:
+    return loss_fn.components.encoder is not None
+
+
+def _target(name: str, value, *, exempt: str | None = None) -> dict:
+    threshold, what = TARGETS[name]
+    met = None if value is None else bool(value >= threshold)
+    return {"value": value, "threshold": threshold, "target": what, "met": met if exempt is None else None,
+            "exempt": exempt}
+
+
+def _evaluate(model, recipe, loss_fn, data: str, data_dir, n_eval: int, classification) -> dict:
+    from lagrangian_family import evaluate as ev
+    from lagrangian_family.data import binarize
+    from lagrangian_family.sample_command import _samples
+
+    split = _labelled(data, data_dir)
+    n = min(int(n_eval), split.x_test.shape[0])
+    out: dict = {}
+    domain = model.prior_is_domain
+    if domain:
+        src = _domain_images(recipe, split.x_test[:n])
+        translated = model.translate(torch.from_numpy(src)).reshape(n, -1).detach().cpu().double().numpy()
+        samples = np.clip(translated, 0.0, 1.0).astype(np.float32)
+        out["translation_kept"] = ev.translation_kept(samples, split.y_test[:n], data, domain="original",
+                                                      data_dir=data_dir)
+        back = _evaluation_domain(recipe)
+        if back is not None and _has_encoder(loss_fn):
+            enc = model.encode(torch.from_numpy(np.ascontiguousarray(split.x_test[:n], dtype=np.float32)))
+            enc = np.clip(enc.reshape(n, -1).detach().cpu().double().numpy(), 0.0, 1.0)
+            out["translation_kept_inverse"] = ev.translation_kept(enc, split.y_test[:n], data, domain=back,
+                                                                  data_dir=data_dir)
+    else:
+        samples = _samples(model, n, 0, 1000)
+    out["samples"] = ev.score_samples(samples, data, data_dir=data_dir)
+    if _has_encoder(loss_fn) and not domain:
+        pre = (lambda x: binarize(x, "fixed")) if _binary_inputs(recipe) else None
+        probe = ev.probe_encoder(model.encoder, data, preprocess=pre, data_dir=data_dir,
+                                 n_train=None if data == "digits" else ev.score.PROBE_TRAIN)
+        out["probe"] = {k: v for k, v in probe.items() if isinstance(v, (int, float, str, bool))}
+    code = _code_accuracy(model, recipe, data, data_dir)
+    if code is not None:
+        out["code"] = code
+    enforces = bool(classification.dual is not None and classification.dual.enforces_consistency)
+    exempt = None if enforces else ("the objective does not enforce consistency (no divergence with λ > 0 forces "
+                                    "p(x,z) = q(x,z); paper, footnote 2), so its samples need not look like data")
+    s = out["samples"]
+    targets = {"classes_covered": _target("classes_covered", s["classes_covered"], exempt=exempt),
+               "confidence_ratio": _target("confidence_ratio", s["confidence_ratio"], exempt=exempt)}
+    if "probe" in out:
+        targets["probe_accuracy"] = _target("probe_accuracy", out["probe"]["accuracy"], exempt=exempt)
+    if "code" in out:
+        targets["code_accuracy"] = _target("code_accuracy", out["code"]["accuracy"], exempt=exempt)
+    if "translation_kept" in out:
+        targets["translation_kept"] = _target("translation_kept", out["translation_kept"], exempt=exempt)
+    out["targets"] = targets
+    out["enforces_consistency"] = enforces
+    return out
+
+
+def _code_accuracy(model, recipe, data: str, data_dir) -> dict | None:
+    """InfoGAN: how well a categorical code in z is recovered, when the recipe declares one
+    (``recipe.code``: ``{"index": [first, last + 1], "kind": "categorical"}``)."""
+    code = getattr(recipe, "code", None)
+    if not isinstance(code, Mapping) or code.get("kind") != "categorical":
+        return None
+    from lagrangian_family import evaluate as ev
+
+    lo, hi = (int(v) for v in code["index"])
+    k = hi - lo
+    n = 1000 if data == "mnist" else 300
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        z = model.prior.sample(n) if hasattr(model.prior, "sample") else None
+        if z is None:
+            return None
+        labels = torch.arange(n) % k
+        z = z.clone()
+        z[:, lo:hi] = torch.nn.functional.one_hot(labels, k).to(z.dtype)
+        x = model.decode(z).reshape(n, -1).detach().cpu().double().numpy()
+    rec = ev.code_recovery(np.clip(x, 0, 1), labels.numpy(), data, data_dir=data_dir)
+    return {"accuracy": rec["accuracy"], "n": rec["n"], "mapping": {str(a): int(b) for a, b in rec["mapping"].items()}}
+
+
+# -- images -------------------------------------------------------------------------------------------
+
+def _grids(out: Path, model, recipe, data: str, data_dir) -> list[str]:
+    from lagrangian_family.images import save_grid, save_pairs
+
+    shape = tuple(model.x_shape)
+    image_shape = (8, 8) if int(np.prod(shape)) == 64 else (28, 28) if int(np.prod(shape)) == 784 else None
+    scale = 3 if image_shape == (8, 8) else 1
+    written = []
+    split = _labelled(data, data_dir)
+    if model.prior_is_domain:
+        src = _domain_images(recipe, split.x_test[:10])
+        tr = model.translate(torch.from_numpy(src)).reshape(10, -1).clamp(0, 1)
+        save_pairs(src, tr, out / TRANSLATIONS_PNG, nrow=10, image_shape=image_shape, scale=scale)
+        written.append(TRANSLATIONS_PNG)
+        samples = model.translate(torch.from_numpy(_domain_images(recipe, split.x_test[:100]))).reshape(100, -1)
+    else:
+        samples = model.sample(100, seed=0).reshape(100, -1)
+    save_grid(samples.clamp(0, 1), out / SAMPLES_PNG, nrow=10, image_shape=image_shape, scale=scale)
+    written.insert(0, SAMPLES_PNG)
+    if not model.prior_is_domain and _has_encoder(model.loss_fn):
+        x = split.x_test[:10]
+        if _binary_inputs(recipe):
+            from lagrangian_family.data import binarize
+
+            x = binarize(x, "fixed")
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        save_pairs(xt, model.reconstruct(xt).reshape(10, -1).clamp(0, 1), out / RECONSTRUCTIONS_PNG, nrow=10,
+                   image_shape=image_shape, scale=scale)
+        written.append(RECONSTRUCTIONS_PNG)
+    return written
+
+
+# -- the report ---------------------------------------------------------------------------------------
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    return f"{v:.3f}" if abs(v) < 100 else f"{v:.3g}"
+
+
+def _target_lines(targets: Mapping, shares: list[float]) -> list[str]:
+    lines = ["| target | value | threshold | met |", "|---|---|---|---|"]
+    for name, t in targets.items():
+        met = "exempt" if t.get("exempt") else ("yes" if t["met"] else "**no**")
+        lines.append(f"| {t['target']} | {_fmt(t['value'])} | {_fmt(t['threshold'])} | {met} |")
+    exempt = next((t["exempt"] for t in targets.values() if t.get("exempt")), None)
+    missed = [n for n, t in targets.items() if t["met"] is False]
+    lines.append("")
+    if exempt:
+        lines.append(f"Exempt from the targets: {exempt}.")
+    elif missed:
+        lines.append("Missed: " + "; ".join(f"{n} = {_fmt(targets[n]['value'])} below {_fmt(targets[n]['threshold'])}"
+                                             for n in missed) + ". " + _why_missed(targets, missed, shares))
+    else:
+        lines.append("Every target is met.")
+    return lines
+
+
+def _why_missed(targets: Mapping, missed: list[str], shares: list[float]) -> str:
+    """What the numbers say about a miss (read off the metrics, nothing tuned)."""
+    why = []
+    if "classes_covered" in missed:
+        share = max(shares) if shares else float("nan")
+        why.append(f"the samples concentrate on a few classes (the largest holds {share:.0%} of them: mode "
+                   "collapse, or an undertrained model whose samples look alike)")
+    if "confidence_ratio" in missed and "classes_covered" not in missed:
+        why.append("the samples cover the classes but are blurred or malformed digits that the classifier is "
+                   "unsure of")
+    if "probe_accuracy" in missed:
+        why.append("the code z keeps too little of the digit's identity for a linear read-out")
+    if "code_accuracy" in missed:
+        why.append("the categorical code does not select the digit (the generator uses it for another factor, "
+                   "or ignores it)")
+    if "translation_kept" in missed:
+        why.append("the translations do not keep their digit (nothing in an unpaired objective ties a digit to "
+                   "its own translation beyond the cycle terms)")
+    return "Why, from the numbers: " + "; ".join(why) + "." if why else ""
+
+
+def _report(out: Path, identity: Mapping, metrics: Mapping, recipe, classification, command: str,
+            images: list[str]) -> str:
+    from lagrangian_family import evaluate as ev
+
+    c = classification
+    rank = c.computability.rank
+    lines = [f"# `{identity['model']}` on {identity['data']}, budget {identity['budget']}", "",
+             f"Command: `{command}`", ""]
+    lines += [f"- objective: `{c.objective}`",
+              f"- class: {c.computability}" + (f" (T{rank})" if rank else ""),
+              f"- dual form: `L ≡ {c.dual.objective()}`" if c.dual is not None else f"- dual form: none ({c.dual_reason})",
+              f"- consistency: {'enforced' if metrics['enforces_consistency'] else 'not enforced'}",
+              f"- parameters: {json.dumps(identity['params']) if identity['params'] else 'defaults'}; "
+              f"seed {identity['seed']}",
+              f"- training: {metrics['steps']} steps in {metrics['train_minutes']:.1f} min "
+              f"({metrics['machine']}), evaluation {metrics['eval_minutes']:.1f} min",
+              ""]
+    reasons = list(getattr(recipe, "reasons", []) or [])
+    if reasons:
+        lines += ["## Why these components and defaults (the recipe)", ""]
+        lines += [f"- {r}" for r in reasons] + [""]
+    lines += ["## Samples, judged by a digit classifier that never sees the objective", ""]
+    extra = {}
+    if "probe" in metrics:
+        extra["linear probe accuracy of the digit from z (test images)"] = (metrics["probe"]["accuracy"], None)
+    if "code" in metrics:
+        extra["InfoGAN code matched to the digit (Hungarian)"] = (metrics["code"]["accuracy"], None)
+    if "translation_kept" in metrics:
+        extra["translations keeping their digit"] = (metrics["translation_kept"], None)
+    if "translation_kept_inverse" in metrics:
+        extra["translations into the second domain keeping their digit"] = (metrics["translation_kept_inverse"], None)
+    what = ("translations of second-domain test images" if "translation_kept" in metrics
+            else "decoder means (or generator outputs) of z ~ p(z)")
+    lines += [f"Samples: {what}.", "", ev.format_table(metrics["samples"], extra), ""]
+    lines += ["## Targets (issue 8, small budget on MNIST)", ""] + _target_lines(metrics["targets"], metrics["samples"]["class_shares"]) + [""]
+    if identity["budget"] != "small" or identity["data"] != "mnist":
+        lines += ["(The targets are set for the small budget on MNIST; this run is "
+                  f"{identity['budget']} on {identity['data']}.)", ""]
+    lines += ["## Images", ""] + [f"![{name}]({name})" for name in images] + [""]
+    lines += ["## Files", "",
+              f"`model.pt` (load with `lagrangian_family.backends.torch.load_model`, or `lagfam sample {out.name} "
+              "-n N --out FILE.npy`), `log.csv` (training log), `metrics.json` (these numbers), "
+              f"`run.json` (what this folder is a run of), `{CHECKPOINT_FILE}` (resume; not needed to sample).", ""]
+    return "\n".join(lines)
+
+
+def _computable(model: str, params: Mapping | None):
+    """The classification of ``model`` (a zoo name or a text objective, ``params`` bound), refused
+    unless it is in a computability class (a loss can be compiled only for those)."""
+    from lagrangian_family.cli import _objective_of
+    from lagrangian_family.symbolic.classify import classify
+
+    if not isinstance(model, str) or not model.strip():
+        raise ObjectiveError("no model to train", expected="a zoo name (lagfam zoo) or an objective in the text syntax",
+                             given=repr(model), fix="e.g. lagfam train vae")
+    obj, _ = _objective_of(model, dict(params or {}))
+    c = classify(obj)
+    if c.computability.rank is None:
+        reasons = "; ".join(c.reasons) if c.reasons else str(c.computability)
+        raise ObjectiveError("the objective cannot be trained: it is in no computability class",
+                             expected="an objective whose terms can all be estimated from samples of q(x,z) and "
+                                      "p(x,z) (likelihood-based, unary or binary likelihood-free; lagfam classify "
+                                      "says which)", given=f"{c.objective} ({reasons})",
+                             fix="replace the terms that need an intractable density (log q(x), log p(x), "
+                                 "log q(z), log p(z|x) ...) by divergences the toolkit can estimate")
+    return c
+
+
+# -- the run ------------------------------------------------------------------------------------------
+
+def _machine() -> str:
+    import platform
+
+    threads = torch.get_num_threads()
+    dev = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else f"CPU, {threads} torch thread(s)"
+    return f"{platform.machine()} {dev}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def _lock(out: Path, wait: bool, log: Callable[[str], None]):
+    from lagrangian_family.files import FolderLock
+
+    lock = FolderLock(out, command=" ".join(["lagfam", *sys.argv[1:]]) if sys.argv else "lagfam")
+    lock.acquire(wait=wait, on_wait=lambda who: log(f"waiting: {out} is in use by {who}"))
+    if lock.previous:
+        log(f"note: the previous run on {out} (PID {lock.previous.get('pid', '?')}) did not finish; "
+            "continuing from its checkpoint")
+    return lock
+
+
+def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", params: Mapping | None = None,
+              seed: int = 0, arch: str = "mlp", data_dir=None, progress: bool = True, tensorboard=None,
+              wait: bool = False, lagrangian: str | None = None, slack: float | None = None,
+              n_eval: int | None = None, steps: int | None = None, command: str | None = None,
+              log: Callable[[str], None] | None = None) -> RunResult:
+    """Train ``model`` (a zoo name or a computable text objective) into the run folder ``out``
+    (see the module docstring for its files), or resume or skip it; returns a :class:`RunResult`.
+
+    ``data``: ``"digits"`` (no download) or ``"mnist"`` (IDX files in ``data_dir``, default
+    ``$LAGFAM_DATA`` or ``../shared/data/mnist``). ``budget``: ``"smoke"``, ``"small"`` or
+    ``"paper"`` (the recipe's :data:`~.recipes.BUDGETS`). ``params``: values of the objective's
+    parameters (``{"beta": 4}``). ``seed``: initialisation, batch order and noise. ``arch``:
+    the recipe's architecture (``"mlp"``, ``"conv"``). ``tensorboard``: a folder for TensorBoard
+    logs. ``wait``: wait for another run holding ``out``. ``lagrangian``/``slack``: the Lagrangian
+    version of the model (issue 8 item 5). ``n_eval``: samples scored (default 10,000 on MNIST,
+    300 on the digits). ``steps``: override the budget's number of steps (tests).
+    ``command``: the command line recorded in the report. ``log``: progress messages
+    (default: stderr).
+    """
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    from lagrangian_family.files import atomic_write, check_output_folder
+
+    from . import recipes
+    from .distributed import init_from_env
+    from .model import load_model, save_model
+
+    seed = _check_seed(seed)
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ObjectiveError(f"steps={steps!r} is not a number of steps", expected="a positive integer",
+                             given=repr(steps), fix="leave it to the budget")
+    out = check_output_folder(out, "--out")
+    if lagrangian is not None or slack is not None:
+        raise ObjectiveError("--lagrangian is not available in this version", expected="no --lagrangian/--slack",
+                             given=f"--lagrangian {lagrangian} --slack {slack}", fix="train the model as it is")
+    classification = _computable(model, params)
+    dataset, data_dir = _check_data(data, data_dir)
+    recipe = recipes.recipe(model, data=data, arch=arch, params=dict(params or {}), budget=budget)
+    identity = run_identity(model, data=data, budget=budget, params=params, seed=seed, arch=arch,
+                            recipe=recipe.to_dict(), lagrangian=lagrangian, slack=slack)
+    if steps is not None:
+        identity["steps"] = int(steps)
+    total = int(steps if steps is not None else recipe.training.steps)
+
+    sync = init_from_env() if "WORLD_SIZE" in os.environ else None
+    writer = sync is None or sync.rank == 0
+
+    # everything that can be refused is refused before the folder is touched
+    _check_folder(out, identity)
+    torch.manual_seed(seed)
+    train = dataset.train
+    example = train[:8]
+    if _binary_inputs(recipe):
+        example = (example > 0.5).to(example.dtype)
+    loss_fn = recipe.build(example_x=example)
+    finished, why = read_finished(out, identity)
+    if finished is not None:
+        log(f"{out}: finished already (delete {out / METRICS_FILE} to evaluate again)")
+        return RunResult(out, "skipped", finished)
+    if why is not None:
+        log(f"{out}: redoing the evaluation: {why}")
+
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+    lock = _lock(out, wait, log) if writer else None
+    try:
+        if writer:
+            atomic_write(out / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
+        trainer = recipe.trainer(loss_fn, train, log_csv=out / LOG_FILE, checkpoint=out / CHECKPOINT_FILE,
+                                 checkpoint_every=max(100, total // 20), seed=seed, progress=progress,
+                                 tensorboard=tensorboard)
+        status = "trained"
+        if (out / CHECKPOINT_FILE).exists():
+            trainer.load(out / CHECKPOINT_FILE)
+            status = "resumed"
+            log(f"{out}: resuming at step {trainer.step_count} of {total}")
+        t0 = time.perf_counter()
+        remaining = total - trainer.step_count
+        if remaining > 0:
+            trainer.train(remaining)
+        train_seconds = time.perf_counter() - t0
+        if not writer:
+            return RunResult(out, "worker")
+        t1 = time.perf_counter()
+        meta = {"data": data, "run": identity, "steps": trainer.step_count}
+        save_model(out, loss_fn, **meta)
+        loaded = load_model(out, data_dir=data_dir)  # what lagfam sample will read
+        images = _grids(out, loaded, recipe, data, data_dir)
+        metrics = _evaluate(loaded, recipe, loss_fn, data, data_dir, n_eval or N_EVAL[data], classification)
+        metrics.update({"identity": json.loads(json.dumps(identity)), "steps": trainer.step_count,
+                        "status": status, "train_minutes": train_seconds / 60,
+                        "eval_minutes": (time.perf_counter() - t1) / 60, "machine": _machine(),
+                        "objective": str(classification.objective),
+                        "class": f"T{classification.computability.rank}" if classification.computability.rank
+                        else str(classification.computability)})
+        text = _report(out, identity, metrics, recipe, classification,
+                       command or _default_command(model, data, budget, params, seed, out), images)
+        atomic_write(out / METRICS_FILE, json.dumps(metrics, indent=1, sort_keys=True, default=float))
+        atomic_write(out / REPORT_FILE, text)
+        return RunResult(out, status, metrics)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _default_command(model, data, budget, params, seed, out) -> str:
+    import shlex
+
+    parts = ["lagfam", "train", model, "--data", data, "--budget", budget]
+    for k, v in (params or {}).items():
+        parts += ["--set", f"{k}={v}"]
+    return " ".join(shlex.quote(p) for p in [*parts, "--seed", str(seed), "--out", str(out)])
