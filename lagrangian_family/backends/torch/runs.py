@@ -495,8 +495,8 @@ def _computable(model: str, params: Mapping | None):
                              expected="an objective whose terms can all be estimated from samples of q(x,z) and "
                                       "p(x,z) (likelihood-based, unary or binary likelihood-free; lagfam classify "
                                       "says which)", given=f"{c.objective} ({reasons})",
-                             fix="replace the terms that need an intractable density (log q(x), log p(x), "
-                                 "log q(z), log p(z|x) ...) by divergences the toolkit can estimate")
+                             fix="rewrite the terms named above as the reason says (lagfam classify shows the "
+                                 "classification of any objective)")
     return c
 
 
@@ -587,6 +587,10 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
     lock = _lock(out, wait, log) if writer else None
     try:
         if writer:
+            finished, _ = read_finished(out, identity)  # a run we waited for (--wait) may have finished it
+            if finished is not None:
+                log(f"{out}: finished by the run we waited for")
+                return RunResult(out, "skipped", finished)
             atomic_write(out / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
         trainer = recipe.trainer(loss_fn, train, log_csv=out / LOG_FILE, checkpoint=out / CHECKPOINT_FILE,
                                  checkpoint_every=max(100, total // 20), seed=seed, progress=progress,

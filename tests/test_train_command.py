@@ -1,0 +1,202 @@
+"""``lagfam train``: train -> the folder's contents -> sample -> resume and skip -> bad input, on
+scikit-learn's digits at the smoke budget (seconds)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from lagrangian_family.cli import main
+from lagrangian_family.images import read_png
+
+STEPS = 200  # a checkpoint at step 100 (every max(100, steps // 20) steps)
+N_EVAL = 200
+
+
+def run(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def train(capsys, out, model="vae", *extra):
+    return run(capsys, "train", model, "--out", out, "--steps", STEPS, "--n-eval", N_EVAL, "--no-progress", *extra)
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs") / "vae"
+    rc = main(["train", "vae", "--out", str(folder), "--steps", str(STEPS), "--n-eval", str(N_EVAL), "--no-progress"])
+    assert rc == 0
+    return folder
+
+
+def _log_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_run_folder_holds_model_log_grids_metrics_and_report(vae_dir):
+    names = {p.name for p in vae_dir.iterdir()}
+    assert {"run.json", "checkpoint.pt", "log.csv", "model.pt", "samples.png", "reconstructions.png",
+            "metrics.json", "report.md"} <= names
+    assert not [n for n in names if n.endswith(".lagfam-tmp")]
+    rows = _log_rows(vae_dir / "log.csv")
+    steps = [int(r["step"]) for r in rows]
+    assert steps == sorted(set(steps)) and steps[-1] == STEPS  # one row per logged step, up to the last
+    m = json.loads((vae_dir / "metrics.json").read_text())
+    assert m["steps"] == STEPS and m["status"] == "trained" and m["identity"]["model"] == "vae"
+    assert m["samples"]["n"] == N_EVAL and m["samples"]["reference"]["n"] == N_EVAL
+    assert 0.0 <= m["probe"]["accuracy"] <= 1.0 and m["enforces_consistency"] is True
+    assert set(m["targets"]) == {"classes_covered", "confidence_ratio", "probe_accuracy"}
+    for t in m["targets"].values():  # the verdict is the comparison with the threshold
+        assert t["met"] == (t["value"] >= t["threshold"])
+    report = (vae_dir / "report.md").read_text()
+    assert "| mean classifier confidence |" in report and "linear probe accuracy" in report
+    assert "![samples.png](samples.png)" in report and "-E_{q(x,z)}[log p(x|z)]" in report
+    grid = read_png(vae_dir / "samples.png")  # 10 x 10 tiles of 8x8 pixels, scaled 3 times, padding 2
+    assert grid.shape == (10 * 24 + 11 * 2, 10 * 24 + 11 * 2)
+
+
+def test_metrics_are_the_evaluate_scores_of_what_lagfam_sample_writes(vae_dir, tmp_path, capsys):
+    from lagrangian_family import evaluate as ev
+
+    rc, _, _ = run(capsys, "sample", vae_dir, "-n", N_EVAL, "--out", tmp_path / "x.npy", "--seed", 0)
+    assert rc == 0
+    x = np.load(tmp_path / "x.npy")
+    assert x.shape == (N_EVAL, 64)
+    s = ev.score_samples(x, "digits")
+    m = json.loads((vae_dir / "metrics.json").read_text())["samples"]
+    assert s["classes_covered"] == m["classes_covered"]
+    assert math.isclose(s["confidence"], m["confidence"], rel_tol=1e-6)
+    assert math.isclose(s["frechet_distance"], m["frechet_distance"], rel_tol=1e-6)
+
+
+def test_the_model_file_rebuilds_without_user_code(vae_dir):
+    from lagrangian_family.backends.torch import load_model
+
+    model = load_model(vae_dir)
+    assert model.metadata["run"]["model"] == "vae" and model.metadata["steps"] == STEPS
+    assert tuple(model.sample(4, seed=1).shape) == (4, 64)
+
+
+def test_a_finished_run_is_skipped(vae_dir, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in vae_dir.iterdir()}
+    rc, out, err = train(capsys, vae_dir)
+    assert rc == 0 and out.startswith("skipped:") and "finished already" in err
+    assert {p.name: p.stat().st_mtime_ns for p in vae_dir.iterdir() if p.name != ".lagfam.lock"} == \
+        {k: v for k, v in before.items() if k != ".lagfam.lock"}
+
+
+def test_an_interrupted_run_resumes_exactly(vae_dir, tmp_path, capsys, monkeypatch):
+    from lagrangian_family.backends.torch import Trainer, load_model
+
+    folder = tmp_path / "vae"
+    original = Trainer.step
+
+    def step_then_crash(self):
+        if self.step_count == 150:  # after the checkpoint of step 100
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "step", step_then_crash)
+    rc, _, err = train(capsys, folder)
+    assert rc == 130 and "interrupted" in err and not (folder / "metrics.json").exists()
+    monkeypatch.setattr(Trainer, "step", original)
+    rc, out, err = train(capsys, folder)
+    assert rc == 0 and out.startswith("resumed:") and "resuming at step 100" in err
+    a, b = load_model(vae_dir).loss_fn.state_dict(), load_model(folder).loss_fn.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
+    assert _log_rows(folder / "log.csv") == _log_rows(vae_dir / "log.csv")
+    assert json.loads((folder / "metrics.json").read_text())["samples"] == \
+        json.loads((vae_dir / "metrics.json").read_text())["samples"]
+
+
+def test_an_invalid_metrics_file_is_redone(vae_dir, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(vae_dir, folder)
+    (folder / "metrics.json").write_text('{"samples": {"confidence": NaN}, "identity": {}}')
+    rc, out, err = train(capsys, folder)
+    assert rc == 0 and "not a finite number" in err and out.startswith("resumed:")
+    assert json.loads((folder / "metrics.json").read_text())["samples"]["n"] == N_EVAL
+
+
+def test_cyclegan_translates_the_second_domain(tmp_path, capsys):
+    folder = tmp_path / "cyclegan"
+    rc, out, _ = run(capsys, "train", "cyclegan", "--out", folder, "--steps", 20, "--n-eval", 100, "--no-progress")
+    assert rc == 0 and "translation kept" in out
+    m = json.loads((folder / "metrics.json").read_text())
+    assert 0.0 <= m["translation_kept"] <= 1.0 and "translation_kept" in m["targets"]
+    assert (folder / "translations.png").is_file() and not (folder / "reconstructions.png").exists()
+    rc, _, _ = run(capsys, "sample", folder, "-n", 5, "--out", tmp_path / "t.npy")
+    assert rc == 0 and np.load(tmp_path / "t.npy").shape == (5, 64)
+
+
+# -- bad input: a typed error, exit 2, nothing written -------------------------------------------------
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()} if folder.exists() else None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["E_{q(z)}[JS(q(x|z) || p(x|z))]"], "no computability class"),
+    (["vae", "--data", "cifar"], "unknown data"),
+    (["vae", "--set", "beta=1e999999"], "too large a number"),
+    (["vae", "--seed", "-1"], "--seed -1 is out of range"),
+    (["not_a_model("], "error:"),
+])
+def test_bad_input_is_refused_before_anything_is_written(tmp_path, capsys, argv, message):
+    folder = tmp_path / "run"
+    rc, out, err = run(capsys, "train", *argv, "--out", folder, "--steps", 5, "--no-progress")
+    assert rc == 2 and message in err and "Traceback" not in err and not folder.exists()
+
+
+def test_a_data_folder_without_mnist_is_refused(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, _, err = run(capsys, "train", "vae", "--data", "mnist", "--data-dir", empty, "--out", tmp_path / "run")
+    assert rc == 2 and "MNIST" in err and not (tmp_path / "run").exists()
+
+
+def test_a_folder_that_is_not_a_run_folder_is_left_alone(tmp_path, capsys):
+    folder = tmp_path / "thesis"
+    folder.mkdir()
+    (folder / "chapter1.tex").write_text("precious")
+    rc, _, err = train(capsys, folder)
+    assert rc == 2 and "is not a run folder" in err
+    assert _snapshot(folder) == {"chapter1.tex": b"precious"}
+
+
+def test_a_folder_of_another_run_is_left_alone(vae_dir, capsys):
+    before = _snapshot(vae_dir)
+    rc, _, err = train(capsys, vae_dir, "beta_vae", "--set", "beta=4")
+    assert rc == 2 and "holds another run" in err and "model=" in err
+    assert _snapshot(vae_dir) == before
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    rc, _, err = train(capsys, f)
+    assert rc == 2 and "is a file" in err and f.read_text() == "x"
+
+
+def test_a_busy_folder_is_refused(tmp_path, capsys):
+    from lagrangian_family.files import FolderLock
+
+    folder = tmp_path / "busy"
+    folder.mkdir()
+    with FolderLock(folder, command="another lagfam train"):
+        # another process holds it: flock locks are per open file, so a second FolderLock in this
+        # process conflicts as another process's would
+        rc, _, err = train(capsys, folder)
+    assert rc == 2 and "in use by another run" in err and "another lagfam train" in err
+    assert sorted(os.listdir(folder)) == [".lagfam.lock"]
