@@ -12,8 +12,9 @@ such as ``{"dataset": "mnist", "split": "train", "transform": "rot90"}``, and
   shuffle of the experiments, the first 300 images for test).
 * ``split``: passed to the dataset's loader (default ``"train"``).
 * ``transform``: a name registered with :func:`register_transform`, or a list of them applied
-  in order (default none). Built in: ``"identity"``. The second-domain transforms (rotations,
-  inversions) are registered by the code that defines them.
+  in order (default none). Built in: ``"identity"`` and ``"invert"`` (1 - x: the second domain
+  of the recipes' CycleGAN and DiscoGAN). Other second-domain transforms (rotations) are
+  registered by the code that defines them.
 * any other key is passed to the dataset's loader as a keyword argument.
 
 Every loader returns float32 images in [0, 1], one flattened image per row. Importing this
@@ -168,3 +169,11 @@ def _digits(split, data_dir=None):
 @register_transform("identity")
 def _identity(images: np.ndarray) -> np.ndarray:
     return images
+
+
+@register_transform("invert")
+def _invert(images: np.ndarray) -> np.ndarray:
+    """Colour-inverted images, 1 - x: the second domain of the recipes' CycleGAN and DiscoGAN
+    (:mod:`lagrangian_family.backends.torch.recipes`), judged back by
+    :mod:`lagrangian_family.evaluate.domains` (``"invert"``)."""
+    return 1.0 - images

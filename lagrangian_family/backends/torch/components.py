@@ -51,6 +51,12 @@ __all__ = [
     "DeterministicMLPDecoder",
     "StandardNormalPrior",
     "DataSamplerPrior",
+    "MLPCritic",
+    "CodePrior",
+    "CodeEncoder",
+    "CodeDistribution",
+    "NoisyMLPEncoder",
+    "LaplaceConvTranslator",
     "mlp",
 ]
 
@@ -477,3 +483,215 @@ class DataSamplerPrior(nn.Module):
     def forward(self, n: int) -> torch.Tensor:  # pragma: no cover - convenience
         """``prior(n)`` is ``prior.sample(n)``."""
         return self.sample(n)
+
+
+# -- components chosen by the recipes (:mod:`.recipes`) ------------------------------------------
+
+class MLPCritic(nn.Module):
+    """A critic ``in_dim -> hidden... -> 1`` (LeakyReLU 0.2) for the adversarial estimators.
+
+    ``spectral_norm``: every linear layer's weight divided by its largest singular value
+    (Miyato et al. 2018, *Spectral Normalization for GANs*), which bounds the critic's Lipschitz
+    constant so that it cannot saturate and starve the generator of gradient.
+    ``dropout``: dropout before every hidden layer after the first, as in ALI's joint
+    discriminator (Dumoulin et al. 2017, dropout 0.2), which keeps a joint critic from
+    memorising the pairs it has seen.
+
+    >>> import torch
+    >>> c = MLPCritic(6, hidden=(8, 8), dropout=0.2, spectral_norm=True)
+    >>> tuple(c(torch.zeros(3, 6)).shape), c.config["spectral_norm"]
+    ((3, 1), True)
+    """
+
+    def __init__(self, in_dim: int, hidden: Sequence[int] = (256, 256), dropout: float = 0.0,
+                 spectral_norm: bool = True, activation: type[nn.Module] = nn.LeakyReLU):
+        super().__init__()
+        self.in_dim = int(in_dim)
+        sizes = [self.in_dim, *[int(h) for h in hidden], 1]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            if dropout and i > 0:
+                layers.append(nn.Dropout(float(dropout)))
+            lin = nn.Linear(a, b)
+            if spectral_norm:
+                lin = torch.nn.utils.parametrizations.spectral_norm(lin)
+            layers.append(lin)
+            if i < len(sizes) - 2:
+                layers.append(activation(0.2) if activation is nn.LeakyReLU else activation())
+        self.net = nn.Sequential(*layers)
+        self.config = _config(in_dim=self.in_dim, hidden=hidden, dropout=float(dropout),
+                              spectral_norm=bool(spectral_norm), activation=activation)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """The critic's score of each row of ``u`` ``(n, in_dim)``: a tensor ``(n, 1)``."""
+        return self.net(u.reshape(u.shape[0], -1))
+
+
+class CodePrior(nn.Module):
+    """InfoGAN's latent code (Chen et al. 2016): z = [c, u, e] with c a one-hot categorical code of
+    ``n_categories`` values (uniform), u ``n_continuous`` codes uniform on [-1, 1] and e
+    ``n_noise`` standard normal noise dimensions (MNIST: 10, 2 and 62, the paper's choice).
+    Known through samples (no term of InfoGAN needs log p(z)).
+
+    >>> p = CodePrior(3, 1, 2)
+    >>> z = p.sample(4)
+    >>> tuple(z.shape), bool((z[:, :3].sum(1) == 1).all())
+    ((4, 6), True)
+    """
+
+    explicit = False
+
+    def __init__(self, n_categories: int = 10, n_continuous: int = 2, n_noise: int = 62):
+        super().__init__()
+        self.n_categories, self.n_continuous, self.n_noise = int(n_categories), int(n_continuous), int(n_noise)
+        self.z_dim = self.n_categories + self.n_continuous + self.n_noise
+        self.register_buffer("anchor", torch.zeros(()), persistent=False)  # follows .to(device, dtype)
+        self.config = _config(n_categories=self.n_categories, n_continuous=self.n_continuous, n_noise=self.n_noise)
+
+    def sample_codes(self, n: int, categories: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` draws of z; ``categories`` (``(n,)`` integers) fixes the categorical code (for evaluation)."""
+        dev, dt = self.anchor.device, self.anchor.dtype
+        if categories is None:
+            categories = torch.randint(0, self.n_categories, (n,), device=dev)
+        c = torch.nn.functional.one_hot(categories.to(dev).long(), self.n_categories).to(dt)
+        u = torch.rand(n, self.n_continuous, device=dev, dtype=dt) * 2 - 1
+        e = torch.randn(n, self.n_noise, device=dev, dtype=dt)
+        return torch.cat([c, u, e], 1)
+
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` draws of z = [one-hot c, u, e], a tensor ``(n, z_dim)``."""
+        return self.sample_codes(n)
+
+
+class CodeDistribution(Distribution):
+    """q(z|x) of InfoGAN's Q network over z = [c, u, e]: a categorical over the one-hot c (``logits``),
+    a factorised Gaussian over u (``loc``, ``scale``) and, for the noise e, which InfoGAN does not
+    infer, N(0, I) independent of x (its log-density is a constant with no gradient). ``mean`` is
+    [softmax(logits), loc, 0]."""
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(self, logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, n_noise: int):
+        self.logits, self.loc, self.scale, self.n_noise = logits, loc, scale, int(n_noise)
+        self.k, self.m = logits.shape[-1], loc.shape[-1]
+        super().__init__(batch_shape=logits.shape[:-1], event_shape=torch.Size([self.k + self.m + self.n_noise]),
+                         validate_args=False)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q(z|x) per example: the categorical's at the one-hot part, the Gaussian's at u, N(0, I)'s at e."""
+        c, u, e = z.split([self.k, self.m, self.n_noise], dim=-1)
+        lc = (c * torch.log_softmax(self.logits, -1)).sum(-1)
+        lu = Normal(self.loc, self.scale).log_prob(u).sum(-1)
+        le = -0.5 * (e * e).sum(-1) - 0.5 * self.n_noise * math.log(2 * math.pi)
+        return lc + lu + le
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        """A draw of z: a one-hot categorical code, Gaussian u, standard normal e."""
+        with torch.no_grad():
+            shape = torch.Size(sample_shape) + self.batch_shape
+            idx = torch.distributions.Categorical(logits=self.logits).sample(sample_shape)
+            c = torch.nn.functional.one_hot(idx, self.k).to(self.loc.dtype)
+            u = Normal(self.loc, self.scale).sample(sample_shape)
+            e = torch.randn(*shape, self.n_noise, device=self.loc.device, dtype=self.loc.dtype)
+            return torch.cat([c, u, e], -1)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """[softmax(logits), loc, 0]: the code's expected value."""
+        zeros = self.loc.new_zeros(*self.loc.shape[:-1], self.n_noise)
+        return torch.cat([torch.softmax(self.logits, -1), self.loc, zeros], -1)
+
+
+class CodeEncoder(nn.Module):
+    """InfoGAN's Q network: x -> :class:`CodeDistribution` over [c, u, e] (an MLP on the flat x).
+
+    >>> import torch
+    >>> q = CodeEncoder(6, 3, 1, 2, hidden=(8,))(torch.zeros(4, 6))
+    >>> tuple(q.log_prob(torch.zeros(4, 6)).shape), tuple(q.mean.shape)
+    ((4,), (4, 6))
+    """
+
+    explicit = True
+
+    def __init__(self, x_dim: int, n_categories: int = 10, n_continuous: int = 2, n_noise: int = 62,
+                 hidden: Sequence[int] = (512, 512), activation: type[nn.Module] = nn.LeakyReLU):
+        super().__init__()
+        self.x_dim, self.n_categories, self.n_continuous, self.n_noise = (int(x_dim), int(n_categories),
+                                                                          int(n_continuous), int(n_noise))
+        self.z_dim = self.n_categories + self.n_continuous + self.n_noise
+        act = (lambda: nn.LeakyReLU(0.2)) if activation is nn.LeakyReLU else activation
+        layers: list[nn.Module] = []
+        sizes = [self.x_dim, *[int(h) for h in hidden]]
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(a, b), act()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(sizes[-1], self.n_categories + 2 * self.n_continuous)
+        self.config = _config(x_dim=self.x_dim, n_categories=self.n_categories, n_continuous=self.n_continuous,
+                              n_noise=self.n_noise, hidden=hidden, activation=activation)
+
+    def forward(self, x: torch.Tensor) -> CodeDistribution:
+        """q(z|x) for a batch ``x`` ``(n, x_dim)`` (or any shape that flattens to it)."""
+        out = self.head(self.body(x.reshape(x.shape[0], -1)))
+        logits, loc, log_scale = out.split([self.n_categories, self.n_continuous, self.n_continuous], -1)
+        return CodeDistribution(logits, loc, log_scale.clamp(-5.0, 3.0).exp(), self.n_noise)
+
+
+class NoisyMLPEncoder(nn.Module):
+    """An implicit stochastic encoder z = f(x, e), e ~ N(0, I) (AVB's encoder, Mescheder et al.
+    2017): a tensor with a path gradient and no density.
+
+    >>> import torch
+    >>> tuple(NoisyMLPEncoder(4, 2, noise_dim=3, hidden=(8,))(torch.zeros(5, 4)).shape)
+    (5, 2)
+    """
+
+    explicit = False
+
+    def __init__(self, x_dim: int, z_dim: int, noise_dim: int = 16, hidden: Sequence[int] = (256,),
+                 activation: type[nn.Module] = nn.Softplus):
+        super().__init__()
+        self.x_dim, self.z_dim, self.noise_dim = int(x_dim), int(z_dim), int(noise_dim)
+        self.net = mlp([self.x_dim + self.noise_dim, *hidden, self.z_dim], activation)
+        self.config = _config(x_dim=self.x_dim, z_dim=self.z_dim, noise_dim=self.noise_dim, hidden=hidden,
+                              activation=activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """A code z = f(x, e) per row of ``x`` (fresh noise e each call), a tensor ``(n, z_dim)``."""
+        flat = x.reshape(x.shape[0], -1)
+        e = torch.randn(flat.shape[0], self.noise_dim, device=flat.device, dtype=flat.dtype)
+        return self.net(torch.cat([flat, e], 1))
+
+
+class LaplaceConvTranslator(nn.Module):
+    """An image-to-image translator for CycleGAN and DiscoGAN: a small fully convolutional
+    network (3x3 convolutions, ReLU) whose sigmoid output is the location of a Laplace
+    distribution of fixed ``scale`` over the target image. ``-log p`` is then the l1 cycle cost
+    of CycleGAN (Zhu et al. 2017) divided by ``scale`` (plus a constant): the paper's reading of a
+    reconstruction cost as a negative log-likelihood. ``mean`` is the translation.
+
+    >>> import torch
+    >>> t = LaplaceConvTranslator(side=8, width=4)
+    >>> tuple(t(torch.zeros(2, 64)).mean.shape)
+    (2, 64)
+    """
+
+    explicit = True
+
+    def __init__(self, side: int = 28, width: int = 32, depth: int = 3, scale: float = 0.1):
+        super().__init__()
+        self.side, self.scale = int(side), float(scale)
+        layers: list[nn.Module] = []
+        ch = 1
+        for _ in range(int(depth) - 1):
+            layers += [nn.Conv2d(ch, width, 3, padding=1), nn.ReLU()]
+            ch = width
+        layers.append(nn.Conv2d(ch, 1, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+        self.config = _config(side=self.side, width=int(width), depth=int(depth), scale=self.scale)
+
+    def forward(self, x: torch.Tensor) -> Distribution:
+        """The distribution of the translation of each image of ``x`` ``(n, side*side)``: Laplace over rows."""
+        n = x.shape[0]
+        loc = torch.sigmoid(self.net(x.reshape(n, 1, self.side, self.side))).reshape(n, self.side * self.side)
+        return Independent(Laplace(loc, torch.full_like(loc, self.scale)), 1)

@@ -23,6 +23,10 @@ value itself. Non-saturating: the model's gradient is that of
 ``(E_a[-log(1 - D)] + E_b[-log D]) / 2`` (labels swapped, both sides, which is the usual
 ``-log D(G(z))`` on the generated side and ALI/BiGAN's rule on joints); the reported value
 is still the JS estimate (``value.detach() + (surrogate - surrogate.detach())``).
+Option ``r1=gamma`` (``"gan:r1=10"``) adds Mescheder, Geiger and Nowozin's (2018) R1 penalty
+``(gamma / 2)·E_a[||grad_a T(a)||^2]`` on the first argument's (the data's) samples to the
+critic's loss: it keeps the critic from growing steep around the data, where a saturated
+discriminator gives the generator no gradient.
 
 **f-GAN** (Nowozin, Cseke, Tomioka 2016; names ``"fgan"``, ``"fgan:<f>"``). The variational
 bound ``D_f(a || b) >= E_a[g(V)] - E_b[f*(g(V))]`` with the output activation g of each f;
@@ -98,9 +102,10 @@ class _CriticEstimator(Estimator):
 class GANEstimator(_CriticEstimator):
     """JS(a || b) by a logistic discriminator: value ``(V + log 4) / 2`` (see the module doc)."""
 
-    def __init__(self, term, left, right, critic, *, saturating: bool = False):
+    def __init__(self, term, left, right, critic, *, saturating: bool = False, r1: float = 0.0):
         super().__init__(term, left, right, critic)
         self.saturating = bool(saturating)
+        self.r1 = float(r1)
 
     @staticmethod
     def _v(ta, tb):
@@ -111,13 +116,18 @@ class GANEstimator(_CriticEstimator):
         sc = self.scores(s)
         value = (self._v(sc.a, sc.b) + LOG4) * 0.5
         critic_loss = -self._v(sc.critic_a, sc.critic_b)
+        if self.r1 and torch.is_grad_enabled():  # Mescheder et al. 2018: (gamma/2) E_a[||grad T||^2]
+            a = sc.samples_a.requires_grad_(True)
+            (g,) = torch.autograd.grad(critic_output(self.critic, a).sum(), a, create_graph=True)
+            critic_loss = critic_loss + 0.5 * self.r1 * g.pow(2).sum(1).mean()
         if self.saturating:
             return Estimate(value, critic_loss=critic_loss)
         surrogate = (F.softplus(sc.a).mean() + F.softplus(-sc.b).mean()) * 0.5
         return Estimate(value, surrogate=surrogate, critic_loss=critic_loss)
 
     def extra_repr(self) -> str:
-        return f"{self.term}, {'saturating' if self.saturating else 'non-saturating'}"
+        r1 = f", r1={self.r1:g}" if self.r1 else ""
+        return f"{self.term}, {'saturating' if self.saturating else 'non-saturating'}{r1}"
 
 
 def _f_kl(v):
@@ -265,16 +275,17 @@ def _options(ctx: Context, *allowed: str) -> dict:
 
 @register_estimator(Divergence, "JS", name="gan")
 def gan(term: Term, ctx: Context) -> Estimator:
-    opts = _options(ctx, "saturating")
+    opts = _options(ctx, "saturating", "r1")
     left, right, critic = _sides_and_critic(term, ctx)
-    return GANEstimator(term, left, right, critic, saturating=opts.get("saturating", False))
+    return GANEstimator(term, left, right, critic, saturating=opts.get("saturating", False),
+                        r1=opts.get("r1", 0.0))
 
 
 @register_estimator(Divergence, "JS", name="gan-saturating")
 def gan_saturating(term: Term, ctx: Context) -> Estimator:
-    _options(ctx)
+    opts = _options(ctx, "r1")
     left, right, critic = _sides_and_critic(term, ctx)
-    return GANEstimator(term, left, right, critic, saturating=True)
+    return GANEstimator(term, left, right, critic, saturating=True, r1=opts.get("r1", 0.0))
 
 
 def _fgan_factory(default_f: str | None):
