@@ -32,7 +32,7 @@ import argparse
 import shlex
 import sys
 
-__all__ = ["configure", "run", "train_main"]
+__all__ = ["configure", "run", "train_main", "options_of"]
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -53,6 +53,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="the run folder (new, or this run's to resume)")
     p.add_argument("--set", dest="bindings", action="append", metavar="NAME=VALUE", default=[],
                    help="bind a parameter of the objective (beta=4); repeatable")
+    p.add_argument("--option", dest="options", action="append", metavar="NAME=VALUE", default=[],
+                   help="override a default of the recipe (e.g. decoder=generator, lr=1e-4, hidden=256,256, "
+                        "spectral_norm=false; the recipe's OPTIONS); repeatable")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--tensorboard", default=None, metavar="DIR", help="also write TensorBoard logs to DIR")
     p.add_argument("--lagrangian", default=None, metavar="PREFERENCE",
@@ -76,6 +79,48 @@ def _command(args) -> str:
     return " ".join(shlex.quote(p) for p in [*parts, "--seed", str(args.seed), "--out", args.out])
 
 
+def _option_value(name: str, text: str):
+    """A --option value: true/false, none, a comma-separated list, a number or a word.
+
+    >>> _option_value("hidden", "256,256"), _option_value("spectral_norm", "false"), _option_value("lr", "1e-4")
+    ([256, 256], False, 0.0001)
+    """
+    from lagrangian_family.cli import _value
+
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    def one(part: str):
+        v = _value(part.strip(), name)
+        if isinstance(v, (int, float, str)):
+            return v
+        return int(v) if v.is_integer else float(v)  # a sympy Rational ("0.5" reads as 1/2)
+
+    if "," in text:
+        return [one(part) for part in text.split(",") if part.strip()]
+    return one(text)
+
+
+def options_of(pairs) -> dict:
+    """The recipe options of ``--option NAME=VALUE`` pairs (a typed error for a malformed one).
+
+    >>> options_of(["decoder=generator", "betas=0.5,0.999"])
+    {'decoder': 'generator', 'betas': [0.5, 0.999]}
+    """
+    from lagrangian_family.errors import ObjectiveError
+
+    out = {}
+    for pair in pairs or ():
+        name, eq, value = pair.partition("=")
+        if not eq or not name.strip() or not value.strip():
+            raise ObjectiveError("an --option needs NAME=VALUE", expected="e.g. --option decoder=generator",
+                                 given=repr(pair), fix="write the option's name, '=', then its value")
+        out[name.strip()] = _option_value(name.strip(), value)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``lagfam train`` (typed errors are printed by :func:`lagrangian_family.cli.main`, exit 2)."""
     from lagrangian_family.cli import _bindings
@@ -85,12 +130,13 @@ def run(args: argparse.Namespace) -> int:
     _check_int("--steps", args.steps, 1, 10**9, "e.g. --steps 100")
     _check_int("--n-eval", args.n_eval, 2, 10**6, "e.g. --n-eval 1000")
     params = _bindings(args.bindings)
+    options = options_of(args.options)
     from lagrangian_family.backends.torch.runs import train_run
 
     result = train_run(args.model, out=args.out, data=args.data, budget=args.budget, params=params, seed=args.seed,
                        arch=args.arch, data_dir=args.data_dir, progress=args.progress, tensorboard=args.tensorboard,
                        wait=args.wait, lagrangian=args.lagrangian, slack=args.slack, n_eval=args.n_eval,
-                       steps=args.steps, command=_command(args))
+                       steps=args.steps, options=options, command=_command(args))
     if result.status == "worker":
         return 0
     m = result.metrics

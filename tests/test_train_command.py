@@ -152,6 +152,10 @@ def _snapshot(folder):
     (["vae", "--set", "beta=1e999999"], "too large a number"),
     (["vae", "--seed", "-1"], "--seed -1 is out of range"),
     (["not_a_model("], "error:"),
+    (["vae", "--option", "decoder=generator"], "needs log p(x|z), which an implicit generator does not have"),
+    (["vae", "--option", "no_such_option=1"], "unknown recipe option"),
+    (["vae", "--option", "decoder"], "an --option needs NAME=VALUE"),
+    (["beta_vae", "--set", "gamma=2"], "has no parameter"),
 ])
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, capsys, argv, message):
     folder = tmp_path / "run"

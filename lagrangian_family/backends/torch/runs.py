@@ -212,15 +212,16 @@ def _check_seed(seed) -> int:
     return int(seed)
 
 
-def _check_data(data: str, data_dir):
+def _check_data(data: str, data_dir) -> str | None:
+    """The MNIST folder (resolved and checked) for ``data="mnist"``, None for the digits."""
     if data not in DATASETS:
         raise ObjectiveError(f"unknown data {data!r}", expected="'digits' (scikit-learn's 8x8 digits, no download) "
                              "or 'mnist'", given=repr(data), fix="--data digits, or --data mnist --data-dir DIR")
-    from lagrangian_family.experiments.datasets import check_mnist_dir, load
+    if data == "digits":
+        return None
+    from lagrangian_family.experiments.datasets import check_mnist_dir
 
-    if data == "mnist":
-        data_dir = str(check_mnist_dir(data_dir, validate=True).resolve())
-    return load(data, data_dir), data_dir
+    return str(check_mnist_dir(data_dir, validate=True).resolve())
 
 
 # -- evaluation ---------------------------------------------------------------------------------------
@@ -259,13 +260,7 @@ def _evaluation_domain(recipe) -> str | None:
 
 def _binary_inputs(recipe) -> bool:
     """Whether the model was trained on binarised images (its encoder then sees binary x)."""
-    flag = getattr(recipe, "binarize", None)
-    if flag is None:
-        flag = getattr(getattr(recipe, "training", None), "binarize", None)
-    if flag is not None:
-        return bool(flag)
-    dec = (recipe.components or {}).get("decoder") or {}
-    return str(dec.get("class", "")).startswith("Bernoulli")
+    return recipe.training.get("binarize") is not None
 
 
 def _has_encoder(loss_fn) -> bool:
@@ -287,7 +282,7 @@ def _evaluate(model, recipe, loss_fn, data: str, data_dir, n_eval: int, classifi
     split = _labelled(data, data_dir)
     n = min(int(n_eval), split.x_test.shape[0])
     out: dict = {}
-    domain = model.prior_is_domain
+    domain = recipe.domain is not None
     if domain:
         src = _domain_images(recipe, split.x_test[:n])
         translated = model.translate(torch.from_numpy(src)).reshape(n, -1).detach().cpu().double().numpy()
@@ -329,27 +324,29 @@ def _evaluate(model, recipe, loss_fn, data: str, data_dir, n_eval: int, classifi
 
 
 def _code_accuracy(model, recipe, data: str, data_dir) -> dict | None:
-    """InfoGAN: how well a categorical code in z is recovered, when the recipe declares one
-    (``recipe.code``: ``{"index": [first, last + 1], "kind": "categorical"}``)."""
-    code = getattr(recipe, "code", None)
-    if not isinstance(code, Mapping) or code.get("kind") != "categorical":
+    """InfoGAN (a prior with a categorical code, ``sample_codes``): the digits drawn at each
+    value of the code, matched to the code by the Hungarian algorithm (``accuracy``), and the
+    encoder's (Q's) categorical code of real test images matched to their labels
+    (``encoder_accuracy``); None for other priors."""
+    prior = model.prior
+    if not callable(getattr(prior, "sample_codes", None)) or not getattr(prior, "n_categories", 0):
         return None
     from lagrangian_family import evaluate as ev
 
-    lo, hi = (int(v) for v in code["index"])
-    k = hi - lo
-    n = 1000 if data == "mnist" else 300
-    with torch.random.fork_rng(devices=[]):
+    k = int(prior.n_categories)
+    n = N_EVAL[data]
+    labels = torch.arange(n) % k
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(0)
-        z = model.prior.sample(n) if hasattr(model.prior, "sample") else None
-        if z is None:
-            return None
-        labels = torch.arange(n) % k
-        z = z.clone()
-        z[:, lo:hi] = torch.nn.functional.one_hot(labels, k).to(z.dtype)
-        x = model.decode(z).reshape(n, -1).detach().cpu().double().numpy()
-    rec = ev.code_recovery(np.clip(x, 0, 1), labels.numpy(), data, data_dir=data_dir)
-    return {"accuracy": rec["accuracy"], "n": rec["n"], "mapping": {str(a): int(b) for a, b in rec["mapping"].items()}}
+        x = model.decode(prior.sample_codes(n, labels)).reshape(n, -1).cpu().double().numpy()
+    rec = ev.code_recovery(np.clip(x, 0.0, 1.0), labels.numpy(), data, data_dir=data_dir)
+    out = {"accuracy": rec["accuracy"], "n": rec["n"], "n_categories": k,
+           "mapping": {str(a): int(b) for a, b in rec["mapping"].items()}}
+    if model.loss_fn.components.encoder is not None:
+        def q_code(batch):
+            return model.encode(batch)[:, :k]
+        out["encoder_accuracy"] = ev.encoder_code_accuracy(q_code, data, data_dir=data_dir)
+    return out
 
 
 # -- images -------------------------------------------------------------------------------------------
@@ -362,7 +359,7 @@ def _grids(out: Path, model, recipe, data: str, data_dir) -> list[str]:
     scale = 3 if image_shape == (8, 8) else 1
     written = []
     split = _labelled(data, data_dir)
-    if model.prior_is_domain:
+    if recipe.domain is not None:
         src = _domain_images(recipe, split.x_test[:10])
         tr = model.translate(torch.from_numpy(src)).reshape(10, -1).clamp(0, 1)
         save_pairs(src, tr, out / TRANSLATIONS_PNG, nrow=10, image_shape=image_shape, scale=scale)
@@ -372,7 +369,7 @@ def _grids(out: Path, model, recipe, data: str, data_dir) -> list[str]:
         samples = model.sample(100, seed=0).reshape(100, -1)
     save_grid(samples.clamp(0, 1), out / SAMPLES_PNG, nrow=10, image_shape=image_shape, scale=scale)
     written.insert(0, SAMPLES_PNG)
-    if not model.prior_is_domain and _has_encoder(model.loss_fn):
+    if recipe.domain is None and _has_encoder(model.loss_fn):
         x = split.x_test[:10]
         if _binary_inputs(recipe):
             from lagrangian_family.data import binarize
@@ -454,16 +451,25 @@ def _report(out: Path, identity: Mapping, metrics: Mapping, recipe, classificati
               f"- training: {metrics['steps']} steps in {metrics['train_minutes']:.1f} min "
               f"({metrics['machine']}), evaluation {metrics['eval_minutes']:.1f} min",
               ""]
-    reasons = list(getattr(recipe, "reasons", []) or [])
+    reasons = dict(recipe.reasons or {})
     if reasons:
         lines += ["## Why these components and defaults (the recipe)", ""]
-        lines += [f"- {r}" for r in reasons] + [""]
+        lines += [f"- **{k}**: {r}" for k, r in reasons.items()] + [""]
+        comps = ", ".join(f"{role} `{spec.get('class')}`" for role, spec in recipe.components.items())
+        t = recipe.training
+        lines += [f"Components: {comps}. Training: {t['steps']} steps of batch {t['batch_size']}, model Adam "
+                  f"lr {t['model_optimizer']['lr']:g}, critic Adam lr {t['critic_optimizer']['lr']:g}, "
+                  f"n_critic {t['n_critic']}; the full recipe is in `run.json`.", ""]
     lines += ["## Samples, judged by a digit classifier that never sees the objective", ""]
     extra = {}
     if "probe" in metrics:
         extra["linear probe accuracy of the digit from z (test images)"] = (metrics["probe"]["accuracy"], None)
     if "code" in metrics:
-        extra["InfoGAN code matched to the digit (Hungarian)"] = (metrics["code"]["accuracy"], None)
+        extra["InfoGAN: digits drawn at each code value, matched to the code (Hungarian)"] = (
+            metrics["code"]["accuracy"], None)
+        if "encoder_accuracy" in metrics["code"]:
+            extra["InfoGAN: Q's code of test images, matched to their labels"] = (
+                metrics["code"]["encoder_accuracy"], None)
     if "translation_kept" in metrics:
         extra["translations keeping their digit"] = (metrics["translation_kept"], None)
     if "translation_kept_inverse" in metrics:
@@ -530,8 +536,8 @@ def _lock(out: Path, wait: bool, log: Callable[[str], None]):
 def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", params: Mapping | None = None,
               seed: int = 0, arch: str = "mlp", data_dir=None, progress: bool = True, tensorboard=None,
               wait: bool = False, lagrangian: str | None = None, slack: float | None = None,
-              n_eval: int | None = None, steps: int | None = None, command: str | None = None,
-              log: Callable[[str], None] | None = None) -> RunResult:
+              n_eval: int | None = None, steps: int | None = None, options: Mapping | None = None,
+              command: str | None = None, log: Callable[[str], None] | None = None) -> RunResult:
     """Train ``model`` (a zoo name or a computable text objective) into the run folder ``out``
     (see the module docstring for its files), or resume or skip it; returns a :class:`RunResult`.
 
@@ -542,7 +548,9 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
     the recipe's architecture (``"mlp"``, ``"conv"``). ``tensorboard``: a folder for TensorBoard
     logs. ``wait``: wait for another run holding ``out``. ``lagrangian``/``slack``: the Lagrangian
     version of the model (issue 8 item 5). ``n_eval``: samples scored (default 10,000 on MNIST,
-    300 on the digits). ``steps``: override the budget's number of steps (tests).
+    300 on the digits). ``steps``: the budget's number of steps overridden (tests).
+    ``options``: the recipe's options (:data:`.recipes.OPTIONS`: ``{"decoder": "generator"}``,
+    ``{"lr": 1e-4}``, ...), each overriding a default the recipe explains.
     ``command``: the command line recorded in the report. ``log``: progress messages
     (default: stderr).
     """
@@ -562,25 +570,25 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
         raise ObjectiveError("--lagrangian is not available in this version", expected="no --lagrangian/--slack",
                              given=f"--lagrangian {lagrangian} --slack {slack}", fix="train the model as it is")
     classification = _computable(model, params)
-    dataset, data_dir = _check_data(data, data_dir)
-    recipe = recipes.recipe(model, data=data, arch=arch, params=dict(params or {}), budget=budget)
+    data_dir = _check_data(data, data_dir)
+    opts = dict(options or {})
+    if "seed" in opts:
+        raise ObjectiveError("the seed is not a recipe option here", expected="seed=... (--seed)",
+                             given=f"seed={opts['seed']!r} among the options", fix="pass --seed N")
+    if steps is not None:
+        opts["steps"] = int(steps)
+    recipe = recipes.recipe(model, data=data, arch=arch, params=dict(params or {}), budget=budget, seed=seed, **opts)
     identity = run_identity(model, data=data, budget=budget, params=params, seed=seed, arch=arch,
                             recipe=recipe.to_dict(), lagrangian=lagrangian, slack=slack)
-    if steps is not None:
-        identity["steps"] = int(steps)
-    total = int(steps if steps is not None else recipe.training.steps)
+    total = int(recipe.training["steps"])
 
     sync = init_from_env() if "WORLD_SIZE" in os.environ else None
     writer = sync is None or sync.rank == 0
 
     # everything that can be refused is refused before the folder is touched
     _check_folder(out, identity)
-    torch.manual_seed(seed)
-    train = dataset.train
-    example = train[:8]
-    if _binary_inputs(recipe):
-        example = (example > 0.5).to(example.dtype)
-    loss_fn = recipe.build(example_x=example)
+    train = recipe.load_data("train", data_dir)
+    loss_fn = recipe.build(example_x=train[:8])
     finished, why = read_finished(out, identity)
     if finished is not None:
         log(f"{out}: finished already (delete {out / METRICS_FILE} to evaluate again)")
