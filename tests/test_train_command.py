@@ -204,3 +204,23 @@ def test_a_busy_folder_is_refused(tmp_path, capsys):
         rc, _, err = train(capsys, folder)
     assert rc == 2 and "in use by another run" in err and "another lagfam train" in err
     assert sorted(os.listdir(folder)) == [".lagfam.lock"]
+
+
+def test_torchrun_trains_on_two_ranks_and_rank_0_writes(tmp_path, capsys):
+    """``torchrun --nproc_per_node 2 -m lagrangian_family.cli train ...``: one run folder, written
+    once (one result line, one log row per step), which one process then finds finished."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "ddp"
+    argv = ["train", "vae", "--out", str(folder), "--steps", "120", "--n-eval", "100", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "lagrangian_family.cli", *argv], capture_output=True, text=True, env=env, timeout=600)
+    assert run2.returncode == 0, run2.stderr[-3000:]
+    assert run2.stdout.count("trained:") == 1 and "Traceback" not in run2.stderr
+    steps = [int(r["step"]) for r in _log_rows(folder / "log.csv")]
+    assert steps == sorted(set(steps)) and steps[-1] == 120
+    assert json.loads((folder / "metrics.json").read_text())["steps"] == 120
+    rc, out, _ = run(capsys, *argv)
+    assert rc == 0 and out.startswith("skipped:")
