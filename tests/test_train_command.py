@@ -224,3 +224,24 @@ def test_torchrun_trains_on_two_ranks_and_rank_0_writes(tmp_path, capsys):
     assert json.loads((folder / "metrics.json").read_text())["steps"] == 120
     rc, out, _ = run(capsys, *argv)
     assert rc == 0 and out.startswith("skipped:")
+
+
+def test_the_readme_commands_run_as_written(tmp_path, capsys, monkeypatch):
+    """The README's ``lagfam train`` block (``<!-- README command: train -->``), run in a fresh folder."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- README command: train -->\s*```console\n(.*?)```", readme, flags=re.S).group(1)
+    commands = [ln.removeprefix("$ ") for ln in block.splitlines() if ln.startswith("$ lagfam ")]
+    assert len(commands) == 3
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        rc, _, err = run(capsys, *argv, *(["--no-progress"] if argv[0] == "train" else []))
+        assert rc == 0, err
+    assert np.load(tmp_path / "samples.npy").shape == (1000, 64)
+    assert read_png(tmp_path / "samples.png").ndim == 2
+    b4 = json.loads((tmp_path / "runs" / "b4" / "metrics.json").read_text())
+    assert b4["identity"]["params"] == {"beta": 4.0} and b4["identity"]["data"] == "digits"

@@ -566,6 +566,8 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
         raise ObjectiveError(f"steps={steps!r} is not a number of steps", expected="a positive integer",
                              given=repr(steps), fix="leave it to the budget")
     out = check_output_folder(out, "--out")
+    if isinstance(tensorboard, (str, os.PathLike)):
+        tensorboard = check_output_folder(tensorboard, "--tensorboard")
     if lagrangian is not None or slack is not None:
         raise ObjectiveError("--lagrangian is not available in this version", expected="no --lagrangian/--slack",
                              given=f"--lagrangian {lagrangian} --slack {slack}", fix="train the model as it is")
