@@ -21,6 +21,7 @@ from lagrangian_family.symbolic.bounds import mi_bounds, replace_mi
 from lagrangian_family.symbolic.classify import Classification, Computability, classify
 from lagrangian_family.symbolic.closure import coefficients as closure_coefficients
 from lagrangian_family.symbolic.closure import theorem1
+from lagrangian_family.symbolic.constrained import PREFERENCES, LagrangianForm, lagrangian_form
 from lagrangian_family.symbolic.derivation import Derivation, Step
 from lagrangian_family.symbolic.dual import DualForm, decompose
 from lagrangian_family.symbolic.normal_form import NormalForm, equivalent, normal_form
@@ -38,16 +39,19 @@ __all__ = [
     "Divergence",
     "DualForm",
     "ExpectedLog",
+    "LagrangianForm",
     "MutualInformation",
     "NormalForm",
     "Objective",
     "ObjectiveError",
+    "PREFERENCES",
     "Step",
     "Term",
     "classify",
     "closure_coefficients",
     "decompose",
     "equivalent",
+    "lagrangian_form",
     "mi_bounds",
     "normal_form",
     "parse",

@@ -34,6 +34,8 @@ class ZooEntry:
 
     ``options`` are discrete choices that change the text (InfoVAE's divergence), each a
     mapping from the option's value to a text template filled in with ``{option}``.
+    ``multipliers`` names the symbols learned by dual ascent when the entry already is a
+    Lagrangian (LagVAE's ``lambda_1``, ``lambda_2``).
     """
 
     name: str
@@ -44,6 +46,9 @@ class ZooEntry:
     aliases: dict[str, str] = field(default_factory=dict)  # keyword -> symbol name (lam -> lambda)
     options: dict[str, tuple[str, ...]] = field(default_factory=dict)  # option -> allowed values (first default)
     notes: str = ""
+    #: the symbols of an objective that already is a Lagrangian (learned by dual ascent): its
+    #: constraints are the divergences they multiply (:func:`lagrangian_family.lagrangian_form`)
+    multipliers: tuple[str, ...] = ()
 
     def text_for(self, **options) -> str:
         """The objective's text with each option filled in (the first allowed value by default).
@@ -131,7 +136,7 @@ _ENTRIES = [
              {"alpha": "alpha1", "lam1": "lambda_1", "lam2": "lambda_2"},
              notes="lambda_1, lambda_2 are learned by dual ascent (Algorithm 1); for alpha1 < 0 the lower bound "
              "E_q[log p(x|z)] replaces I_q (lf.zoo.get('lagvae', bound='lower')).",
-             options={"bound": ("upper", "lower")}),
+             options={"bound": ("upper", "lower")}, multipliers=("lambda_1", "lambda_2")),
 ]
 _BY_NAME = {e.name: e for e in _ENTRIES}
 _LAGVAE_LOWER = ("alpha1 * E_{q(x,z)}[log p(x|z)] + lambda_1 * KL(q(x,z) || p(x,z)) "

@@ -19,7 +19,10 @@ A map of the backend (every name below is importable from here):
 * **Lagrangians**: :class:`Lagrangian` (a primal and constraints ``D_i <= eps_i``) compiles to a
   :class:`CompiledLagrangian` whose multipliers are learned by a dual updater
   (:class:`GradientAscent`, :class:`RMSPropAscent`, :func:`paper_preset`, :class:`GECO`);
-  :func:`calibrate_epsilon` sets ε from a reference run;
+  :func:`calibrate_epsilon` sets ε from a reference run; :func:`lagrangian_of` makes the
+  Lagrangian version of any member of the family (its dual form's divergences as constraints, an
+  information preference as the primal), :func:`measure_constraints` and
+  :func:`epsilon_with_slack` set ε = ε̂ + slack from a reference run trained by the caller;
   :class:`~lagrangian_family.backends.torch.cooper.CooperProblem` hands it to cooper-optim
   (the ``cooper`` extra);
 * **training**: :class:`Trainer` (one step per player, dual updates, CSV log, checkpoints:
@@ -62,7 +65,15 @@ from .compile import CompiledObjective, LossOutput, Player, compile_objective
 from .components import *  # noqa: F403  (the names of components.__all__, re-exported below)
 from .distributed import DistributedError, RankSync, init_from_env
 from .estimators import F_DIVERGENCES, FGANEstimator, GANEstimator, LikelihoodEstimator, MMDEstimator, WGANGPEstimator
-from .lagrangian import CompiledLagrangian, Constraint, Lagrangian, calibrate_epsilon
+from .lagrangian import (
+                         CompiledLagrangian,
+                         Constraint,
+                         Lagrangian,
+                         calibrate_epsilon,
+                         epsilon_with_slack,
+                         lagrangian_of,
+                         measure_constraints,
+)
 from .model import Model, ModelFileError, build_component, component_spec, load_model, register_component, save_model
 from .registry import Context, Estimate, Estimator, Reject, candidates, register_estimator, unregister_estimator
 from .samples import DistributionPrior
@@ -80,6 +91,9 @@ __all__ = [
     "CompiledLagrangian",
     "Constraint",
     "calibrate_epsilon",
+    "lagrangian_of",
+    "measure_constraints",
+    "epsilon_with_slack",
     "DualUpdater",
     "GradientAscent",
     "RMSPropAscent",

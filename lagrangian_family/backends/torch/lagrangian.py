@@ -48,7 +48,8 @@ from lagrangian_family.symbolic.terms import MutualInformation
 from .compile import CompiledObjective, LossOutput, _Coefficient, _player_values
 from .distributed import reduce_output
 
-__all__ = ["Constraint", "Lagrangian", "CompiledLagrangian", "calibrate_epsilon"]
+__all__ = ["Constraint", "Lagrangian", "CompiledLagrangian", "calibrate_epsilon", "lagrangian_of",
+           "measure_constraints", "epsilon_with_slack"]
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,14 @@ class Lagrangian(nn.Module):
         self.register_buffer("multipliers", init_t)
         eps = [_epsilon(c.epsilon, c.divergence) for c in cons]
         self.register_buffer("epsilon", torch.tensor(eps, dtype=torch.get_default_dtype()))
+        #: the symbolic :class:`~lagrangian_family.symbolic.constrained.LagrangianForm` this Lagrangian
+        #: was built from (:func:`lagrangian_of`), or None
+        self.form = None
+        #: the weights of the reference problem (section 6, eq. 19): the original model's multipliers
+        #: for a Lagrangian built by :func:`lagrangian_of`, else None (the current multipliers are used)
+        self.reference_multipliers: tuple[float, ...] | None = None
+        #: the slack γ to add to a reference run's measured values (:func:`lagrangian_of`), or None
+        self.slack = None
 
     # -- construction helpers -----------------------------------------------------------------
     @classmethod
@@ -185,6 +194,18 @@ class Lagrangian(nn.Module):
                                  given=str(e.tolist()), fix="one epsilon per constraint")
         self.epsilon.copy_(e)
 
+    def reference(self, multipliers: Sequence[float] | None = None) -> Lagrangian:
+        """The reference problem of section 6 (eq. 19): the same constraints with ε = 0, no
+        primal, and the multipliers fixed at ``multipliers`` (default: :attr:`reference_multipliers`,
+        else the current ones). Compile it with the components (and critics' settings) of this
+        Lagrangian, train it with no dual updater, and :func:`measure_constraints` on held-out data
+        gives ε̂; :func:`epsilon_with_slack` then sets ε = ε̂ + slack."""
+        if multipliers is None:
+            multipliers = (list(self.reference_multipliers) if self.reference_multipliers is not None
+                           else self.multipliers.tolist())
+        return Lagrangian(None, [(c.divergence, 0.0, n) for c, n in zip(self.constraints, self.names)],
+                          init=multipliers)
+
     # -- the objectives -----------------------------------------------------------------------
     def mi_terms(self) -> list[tuple[str, sympy.Expr]]:
         """(family, α) of each mutual information of the primal."""
@@ -214,7 +235,7 @@ class Lagrangian(nn.Module):
         return CompiledLagrangian(self, **kw)
 
     def extra_repr(self) -> str:
-        rows = [f"primal: {self.primal}"]
+        rows = [f"primal: {self.primal}" + (f" ({self.form.preference})" if self.form is not None else "")]
         rows += [f"{n} <= {e:g}" for n, e in zip(self.names, self.epsilon.tolist())]
         return "\n".join(rows)
 
@@ -324,16 +345,22 @@ class CompiledLagrangian(CompiledObjective):
 def calibrate_epsilon(lagrangian: Lagrangian, data, *, encoder: nn.Module, decoder: nn.Module, prior,
                       gamma=0.0, multipliers: Sequence[float] | None = None, steps: int = 1000,
                       batch_size: int = 100, eval_batches: int = 10, copy_components: bool = True,
-                      optimizer=None, progress: bool = False, **compile_kw) -> torch.Tensor:
+                      optimizer=None, progress: bool = False, eval_data=None, trainer: Mapping | None = None,
+                      **compile_kw) -> torch.Tensor:
     """Set ε = ε̂ + γ from a reference run (paper, section 6, eq. 19-20).
 
     Trains (copies of, unless ``copy_components=False``) the components on the constraints
     alone, ``Σ λ_i D_i`` with α = 0 and the multipliers fixed (``multipliers``, default the
-    Lagrangian's current ones; the paper uses λ = (1, 100) for LagVAE), then measures ε̂ as
-    the mean of each D_i over ``eval_batches`` batches. The values are measured **up to the
+    Lagrangian's :attr:`~Lagrangian.reference_multipliers` when it was built by
+    :func:`lagrangian_of`, else its current ones; the paper uses λ = (1, 100) for LagVAE), then
+    measures ε̂ as the mean of each D_i over ``eval_batches`` batches (of ``eval_data``, held-out
+    data, when given; else of the training data). The values are measured **up to the
     dropped constants** (KL(q(x,z) || p(x,z)) as -ELBO), the same units the compiled
-    Lagrangian measures, so ε = ε̂ + γ is consistent. ``gamma`` is a number or one per
-    constraint (the paper: γ2 = 0.5 ε̂2). Returns ε̂ and sets ``lagrangian.epsilon``.
+    Lagrangian measures, so ε = ε̂ + γ is consistent. ``gamma`` is the slack in any form
+    :func:`epsilon_with_slack` takes: a number, one per constraint, a mapping by constraint name,
+    a value ``"50%"`` relative to ε̂ (the paper: γ2 = 0.5 ε̂2). ``trainer``: more keywords for the
+    reference run's :class:`.Trainer` (``critic_optimizer``, ``n_critic``, ``seed``...). Returns ε̂
+    and sets ``lagrangian.epsilon``.
     Under distributed training (a process group initialised) call it on every rank: the
     reference run is distributed like any :class:`.Trainer`'s, and ε̂ is measured on the global
     batches, the same on every rank.
@@ -355,19 +382,227 @@ def calibrate_epsilon(lagrangian: Lagrangian, data, *, encoder: nn.Module, decod
     enc = copy.deepcopy(encoder) if copy_components else encoder
     dec = copy.deepcopy(decoder) if copy_components else decoder
     pri = copy.deepcopy(prior) if copy_components and isinstance(prior, nn.Module) else prior
-    ref = Lagrangian(None, [(c.divergence, 0.0, n) for c, n in zip(lagrangian.constraints, lagrangian.names)],
-                     init=lagrangian.multipliers.tolist() if multipliers is None else multipliers)
+    ref = lagrangian.reference(multipliers)
     # the reference problem has no primal: settings that name only primal terms or α are not errors here
     loss_fn = ref.compile(encoder=enc, decoder=dec, prior=pri, **{**compile_kw, "lenient": True})
-    trainer = Trainer(loss_fn, data, batch_size=batch_size, model_optimizer=optimizer, progress=progress)
-    trainer.train(steps)
-    totals = None
-    with torch.no_grad(), trainer._distributing():  # distributed: the global batches' values, on every rank
-        for _ in range(eval_batches):
-            x = trainer.next_batch()
-            d = loss_fn(x).violations  # ε = 0 in the reference problem: violations are the values
-            totals = d if totals is None else totals + d
-    eps_hat = (totals / eval_batches).to(lagrangian.epsilon)
-    g = torch.as_tensor(gamma, dtype=eps_hat.dtype, device=eps_hat.device)
-    lagrangian.set_epsilon(eps_hat + g)
+    runner = Trainer(loss_fn, data, batch_size=batch_size, model_optimizer=optimizer, progress=progress,
+                     **dict(trainer or {}))
+    runner.train(steps)
+    if eval_data is not None:
+        eps_hat = measure_constraints(loss_fn, eval_data, batch_size=batch_size, batches=eval_batches)
+    else:
+        totals = None
+        with torch.no_grad(), runner._distributing():  # distributed: the global batches' values, on every rank
+            for _ in range(eval_batches):
+                x = runner.next_batch()
+                d = loss_fn(x).violations  # ε = 0 in the reference problem: violations are the values
+                totals = d if totals is None else totals + d
+        eps_hat = totals / eval_batches
+    eps_hat = eps_hat.to(lagrangian.epsilon)
+    epsilon_with_slack(lagrangian, eps_hat, gamma)
     return eps_hat
+
+
+def measure_constraints(loss_fn: CompiledLagrangian, data, *, batch_size: int = 100, batches: int | None = None,
+                        params: Mapping | None = None) -> torch.Tensor:
+    """The constraints' values D_i of a compiled Lagrangian (any: the reference problem's, or the
+    Lagrangian's own) measured on ``data`` (held-out data: a tensor ``(N, ...)``), in order
+    (``loss_fn.lagrangian.names``): the mean over consecutive batches of ``batch_size`` examples
+    (all of them, or the first ``batches``), weighted by their sizes, with no gradient and the
+    components in eval mode (their modes are restored). Critic-based estimates use the critics as
+    they stand: measure after training, when they have been trained alongside.
+
+    Units are those of the compiled constraints (constants dropped: KL(q(x,z) || p(x,z)) as
+    -ELBO), as ε is.
+    """
+    if not isinstance(loss_fn, CompiledLagrangian):
+        raise ObjectiveError("measure_constraints measures a compiled Lagrangian",
+                             expected="a CompiledLagrangian (Lagrangian(...).compile(...))",
+                             given=type(loss_fn).__name__, fix="compile the Lagrangian or its reference() first")
+    x_all = data if isinstance(data, torch.Tensor) else torch.as_tensor(data)
+    if x_all.ndim < 1 or x_all.shape[0] == 0:
+        raise ObjectiveError("no data to measure the constraints on", expected="a tensor (N, ...) with N >= 1",
+                             given=f"shape {tuple(x_all.shape)}", fix="pass held-out examples")
+    n = x_all.shape[0]
+    if batches is not None:
+        n = min(n, int(batches) * batch_size)
+    was = loss_fn.training
+    total, count = None, 0
+    loss_fn.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                x = x_all[start:min(n, start + batch_size)]
+                out = loss_fn(x, params)
+                d = torch.stack([out.constraints[k] for k in loss_fn.lagrangian.names]) * x.shape[0]
+                total = d if total is None else total + d
+                count += x.shape[0]
+    finally:
+        loss_fn.train(was)
+    return total / count
+
+
+def _slack_values(lagrangian: Lagrangian, eps_hat: torch.Tensor, slack) -> torch.Tensor:
+    names = list(lagrangian.names)
+    m = len(names)
+    if isinstance(slack, Mapping):
+        missing = [n for n in names if n not in slack]
+        extra = [str(k) for k in slack if k not in names]
+        if missing or extra:
+            raise ObjectiveError("the slack names the constraints",
+                                 expected="one value for each of: " + "; ".join(names),
+                                 given=("missing " + "; ".join(missing) if missing else "")
+                                 + (" unknown " + "; ".join(extra) if extra else ""),
+                                 fix="pass a number for all constraints, or a mapping {constraint name: slack}")
+        items = [slack[n] for n in names]
+    elif isinstance(slack, (str, numbers.Real)) or (isinstance(slack, torch.Tensor) and slack.numel() == 1):
+        items = [slack] * m
+    elif isinstance(slack, (Sequence, torch.Tensor)):
+        items = list(slack)
+        if len(items) != m:
+            raise ObjectiveError("wrong number of slacks", expected=f"one number, or {m} values (one per constraint: "
+                                 + "; ".join(names) + ")", given=str(items), fix="one slack per constraint")
+    else:
+        raise ObjectiveError("bad slack", expected="a number, one per constraint, a mapping by constraint name, or "
+                             "'50%' (relative to the measured value)", given=f"{type(slack).__name__} {slack!r}",
+                             fix="pass slack=1.0")
+    out = []
+    for name, v, e in zip(names, items, eps_hat.tolist()):
+        rel = isinstance(v, str)
+        if rel:
+            text = v.strip()
+            try:
+                if not text.endswith("%"):
+                    raise ValueError(text)
+                v = float(text[:-1]) / 100.0
+            except ValueError:
+                raise ObjectiveError(f"bad slack for {name}", expected="a number or a percentage such as '50%'",
+                                     given=repr(text), fix="pass e.g. 1.0 or '50%'") from None
+        elif isinstance(v, bool) or not isinstance(v, (numbers.Real, torch.Tensor)):
+            raise ObjectiveError(f"bad slack for {name}", expected="a number or a percentage such as '50%'",
+                                 given=f"{type(v).__name__} {v!r}", fix="pass e.g. 1.0 or '50%'")
+        v = float(v)
+        if not math.isfinite(v) or v < 0:
+            raise ObjectiveError(f"bad slack for {name}", expected="a finite slack >= 0 (paper, section 6: γ > 0 "
+                                 "keeps the constraint strictly feasible)", given=repr(v), fix="pass e.g. 1.0")
+        out.append(abs(e) * v if rel else v)
+    return torch.tensor(out, dtype=eps_hat.dtype, device=eps_hat.device)
+
+
+def epsilon_with_slack(lagrangian: Lagrangian, measured, slack) -> torch.Tensor:
+    """Set ε = ε̂ + γ (section 6) from the constraints' values ``measured`` in a reference run (a
+    tensor or sequence in the order of ``lagrangian.names``, or a mapping by name) and the
+    ``slack`` γ: a number (every constraint), one per constraint, a mapping by constraint name, and
+    any value may be a string ``"50%"``, relative to the measured value (0.5 times its absolute value; the paper's
+    γ2 = 0.5 ε̂2). Slack is in each constraint's units (-ELBO nats for a joint KL, the JS estimate's
+    nats, squared MMD...), so one number rarely suits constraints of different kinds. Returns ε.
+
+    >>> lag = Lagrangian.lagvae(-1.0)
+    >>> [round(e, 6) for e in epsilon_with_slack(lag, [90.0, 0.002], [1.0, "50%"]).tolist()]
+    [91.0, 0.003]
+    """
+    names = list(lagrangian.names)
+    if isinstance(measured, Mapping):
+        missing = [n for n in names if n not in measured]
+        if missing:
+            raise ObjectiveError("measured values are missing", expected="a value for each of: " + "; ".join(names),
+                                 given="missing " + "; ".join(missing), fix="measure every constraint")
+        measured = [float(measured[n]) for n in names]
+    try:
+        eps_hat = torch.as_tensor(measured, dtype=lagrangian.epsilon.dtype).flatten()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ObjectiveError("bad measured values", expected=f"{len(names)} real numbers",
+                             given=f"{type(measured).__name__} {measured!r}",
+                             fix="pass the values measure_constraints returns") from err
+    if eps_hat.numel() != len(names) or not torch.isfinite(eps_hat).all():
+        raise ObjectiveError("bad measured values", expected=f"{len(names)} finite values, one per constraint: "
+                             + "; ".join(names), given=str(eps_hat.tolist()),
+                             fix="measure the reference run again (measure_constraints)")
+    eps = eps_hat + _slack_values(lagrangian, eps_hat, slack)
+    lagrangian.set_epsilon(eps)
+    return lagrangian.epsilon.clone()
+
+
+def lagrangian_of(objective, *, preference: str, alpha: float = 1.0, slack=None, reference=None,
+                  epsilon=None, params: Mapping | None = None, multipliers: Sequence[str] | None = None,
+                  init: float | Sequence[float] | str = 1.0) -> Lagrangian:
+    """The Lagrangian version of a member of the family: its dual form's divergences become
+    constraints ``D_i <= ε_i`` with learned ``λ_i >= 0``, and the primal is the information
+    ``preference`` (one of ``'maximise-Iq'``, ``'minimise-Iq'``, ``'maximise-Ip'``,
+    ``'minimise-Ip'``), replaced by its computable bound of eq. 13 as Algorithm 1 does (the
+    upper bound to minimise, the lower bound to maximise). The symbolic part (which divergences,
+    which bound, the reference weights, the refusals) is
+    :func:`lagrangian_family.symbolic.constrained.lagrangian_form`; the form is kept as
+    ``lag.form``, the original model's multipliers as ``lag.reference_multipliers``.
+
+    ``objective``: a zoo name (its parameters take their original defaults unless ``params``
+    binds them), a text objective or an Objective, with a dual form that enforces consistency
+    (every zoo model except VMI, which enforces none: paper, footnote 2). ``alpha`` > 0: the
+    primal's weight (only its sign matters, and the preference gives it). ``multipliers``: the
+    symbols of an objective that already is a Lagrangian (the zoo's ``lagvae`` names its own).
+
+    ε, in the units of the compiled constraints (constants dropped; a joint KL(q || p) as -ELBO),
+    one of:
+
+    * ``epsilon``: the bounds themselves (one per constraint, or a mapping by name);
+    * ``reference`` and ``slack``: ε = reference + slack, where ``reference`` holds the
+      constraints' values measured in a reference run (section 6: the original model's
+      constraints trained alone, ``lag.reference()``, measured by :func:`measure_constraints`);
+      ``slack`` as :func:`epsilon_with_slack` takes it (a number, one per constraint, a mapping by
+      name, ``"50%"``);
+    * neither: ε is left unset (NaN) and ``slack`` (if given) is kept as ``lag.slack`` for the
+      caller's reference run: :func:`calibrate_epsilon` (``gamma=lag.slack``) trains it with the
+      original model's multipliers and sets ε.
+
+    ``init``: the initial multipliers (Algorithm 1: 1), or ``"original"`` for the original model's.
+
+    The command line's ``lagfam train MODEL --lagrangian PREFERENCE --slack S`` does::
+
+        lag = lagrangian_of(model, preference=preference, slack=slack)     # ε unset
+        ref = lag.reference().compile(encoder=..., decoder=..., prior=...)  # eq. 19, λ fixed
+        Trainer(ref, train_x, ...).train(reference_steps)                  # no updater
+        epsilon_with_slack(lag, measure_constraints(ref, held_out_x), lag.slack)
+        loss_fn = lag.compile(encoder=..., decoder=..., prior=...)          # fresh components
+        Trainer(loss_fn, train_x, updater=GradientAscent(lag, lr=...)).train(steps)
+
+    >>> lag = lagrangian_of("infogan", preference="maximise-Ip", reference=[0.5, 0.3], slack=[1.0, 0.05])
+    >>> lag.names, str(lag.primal), lag.reference_multipliers
+    (('E_{p(x)}[KL(p(z|x) || q(z|x))]', 'JS(q(x) || p(x))'), '-I_p(x;z)', (1.0, 1.0))
+    >>> [round(e, 4) for e in lag.epsilon.tolist()]
+    [1.5, 0.35]
+    >>> lagrangian_of("lagvae", preference="minimise-Iq", epsilon=[95.0, 0.01]).names
+    ('KL(q(x,z) || p(x,z))', 'MMD(q(z) || p(z))')
+    """
+    from lagrangian_family.symbolic.constrained import lagrangian_form
+
+    form = lagrangian_form(objective, preference=preference, alpha=alpha, params=params, multipliers=multipliers)
+    if isinstance(init, str):
+        if init != "original":
+            raise ObjectiveError("bad initial multipliers", expected="a number, one per constraint, or 'original'",
+                                 given=repr(init), fix="pass init=1.0 (Algorithm 1) or init='original'")
+        init = list(form.reference_multipliers)
+    if epsilon is not None and (reference is not None or slack is not None):
+        raise ObjectiveError("both epsilon and a reference run given", expected="epsilon, or reference and slack",
+                             given=f"epsilon={epsilon!r}, reference={reference!r}, slack={slack!r}",
+                             fix="pass epsilon= alone, or reference= with slack=")
+    if reference is not None and slack is None:
+        raise ObjectiveError("a reference without a slack", expected="slack= with reference= (ε = reference + slack)",
+                             given=f"reference={reference!r}", fix="pass slack=1.0 (or 0.0 for ε = the reference)")
+    lag = Lagrangian(form.primal, [(d, None, n) for d, n in zip(form.constraints, form.names)], init=init)
+    lag.form = form
+    lag.reference_multipliers = form.reference_multipliers
+    lag.slack = slack
+    if slack is not None:
+        _slack_values(lag, torch.zeros(len(form.names)), slack)  # check it now, not after a reference run
+    if epsilon is not None:
+        if isinstance(epsilon, Mapping):
+            missing = [n for n in lag.names if n not in epsilon]
+            if missing:
+                raise ObjectiveError("epsilon names the constraints", expected="a value for each of: "
+                                     + "; ".join(lag.names), given="missing " + "; ".join(missing),
+                                     fix="pass one epsilon per constraint")
+            epsilon = [epsilon[n] for n in lag.names]
+        lag.set_epsilon(epsilon)
+    elif reference is not None:
+        epsilon_with_slack(lag, reference, slack)
+    return lag
