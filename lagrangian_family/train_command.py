@@ -59,9 +59,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--tensorboard", default=None, metavar="DIR", help="also write TensorBoard logs to DIR")
     p.add_argument("--lagrangian", default=None, metavar="PREFERENCE",
-                   help="train the Lagrangian version of the model (e.g. maximise-Ip); see --slack")
-    p.add_argument("--slack", type=float, default=None, metavar="GAMMA",
-                   help="the slack γ of each constraint over a reference run's value, ε = ε̂ + γ")
+                   help="train the Lagrangian version of the model: maximise-Iq, minimise-Iq, maximise-Ip or "
+                        "minimise-Ip; its dual form's divergences become constraints D_i <= ε_i with learned λ "
+                        "(needs --slack)")
+    p.add_argument("--slack", default=None, metavar="GAMMA",
+                   help="ε = ε̂ + GAMMA (section 6), ε̂ each constraint's value after a reference run at the "
+                        "original multipliers; a number, or a percentage of ε̂ such as 50%%")
+    p.add_argument("--dual-lr", type=float, default=None, metavar="LR",
+                   help="learning rate of the projected gradient ascent on λ (default 0.01)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--wait", action="store_true",
                    help="if another run is writing to --out, wait for it to finish instead of exiting")
@@ -124,6 +129,7 @@ def options_of(pairs) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Run ``lagfam train`` (typed errors are printed by :func:`lagrangian_family.cli.main`, exit 2)."""
     from lagrangian_family.cli import _bindings
+    from lagrangian_family.errors import ObjectiveError
     from lagrangian_family.experiments.commands import MAX_SEED, _check_int
 
     _check_int("--seed", args.seed, 0, MAX_SEED, "e.g. --seed 0")
@@ -131,12 +137,19 @@ def run(args: argparse.Namespace) -> int:
     _check_int("--n-eval", args.n_eval, 2, 10**6, "e.g. --n-eval 1000")
     params = _bindings(args.bindings)
     options = options_of(args.options)
+    slack = args.slack
+    if slack is not None and not slack.strip().endswith("%"):
+        slack = _option_value("--slack", slack)
+        if not isinstance(slack, (int, float)) or isinstance(slack, bool):
+            raise ObjectiveError(f"--slack {args.slack} is not a slack", expected="a number >= 0, or a percentage "
+                                 "such as 50%", given=repr(args.slack), fix="e.g. --slack 1.0")
+    extra = {} if args.dual_lr is None else {"dual_lr": args.dual_lr}
     from lagrangian_family.backends.torch.runs import train_run
 
     result = train_run(args.model, out=args.out, data=args.data, budget=args.budget, params=params, seed=args.seed,
                        arch=args.arch, data_dir=args.data_dir, progress=args.progress, tensorboard=args.tensorboard,
-                       wait=args.wait, lagrangian=args.lagrangian, slack=args.slack, n_eval=args.n_eval,
-                       steps=args.steps, options=options, command=_command(args))
+                       wait=args.wait, lagrangian=args.lagrangian, slack=slack, n_eval=args.n_eval,
+                       steps=args.steps, options=options, command=_command(args), **extra)
     if result.status == "worker":
         return 0
     m = result.metrics

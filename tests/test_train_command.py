@@ -245,3 +245,61 @@ def test_the_readme_commands_run_as_written(tmp_path, capsys, monkeypatch):
     assert read_png(tmp_path / "samples.png").ndim == 2
     b4 = json.loads((tmp_path / "runs" / "b4" / "metrics.json").read_text())
     assert b4["identity"]["params"] == {"beta": 4.0} and b4["identity"]["data"] == "digits"
+
+
+# -- the Lagrangian version (--lagrangian, --slack) ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lagvae_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs") / "lagvae-max"
+    rc = main(["train", "lagvae", "--lagrangian", "maximise-Iq", "--slack", "1.0", "--out", str(folder),
+               "--steps", "150", "--n-eval", "100", "--no-progress"])
+    assert rc == 0
+    return folder
+
+
+def test_a_lagrangian_run_sets_epsilon_from_its_reference_run(lagvae_dir):
+    ref = json.loads((lagvae_dir / "reference" / "epsilon.json").read_text())
+    assert ref["names"] == ["KL(q(x,z) || p(x,z))", "MMD(q(z) || p(z))"] and ref["steps"] == 150
+    assert (lagvae_dir / "reference" / "log.csv").is_file()
+    m = json.loads((lagvae_dir / "metrics.json").read_text())["lagrangian"]
+    assert m["preference"] == "maximise-Iq" and m["slack"] == 1.0
+    # section 6: ε = ε̂ + γ, constraint by constraint
+    assert all(math.isclose(e, r + 1.0, rel_tol=1e-6) for e, r in zip(m["epsilon"], ref["measured"]))
+    assert m["satisfied"] == [d <= e for d, e in zip(m["constraints"], m["epsilon"])]
+    assert all(0.0 <= lam <= 100.0 for lam in m["multipliers"])
+    report = (lagvae_dir / "report.md").read_text()
+    assert "## The Lagrangian version: maximise-Iq" in report and "| `MMD(q(z) || p(z))` |" in report
+
+
+def test_a_lagrangian_run_folder_loads_as_the_compiled_lagrangian(lagvae_dir, tmp_path, capsys):
+    from lagrangian_family.backends.torch import load_model
+    from lagrangian_family.backends.torch.lagrangian import CompiledLagrangian
+
+    model = load_model(lagvae_dir)
+    assert isinstance(model.loss_fn, CompiledLagrangian)
+    eps = json.loads((lagvae_dir / "metrics.json").read_text())["lagrangian"]["epsilon"]
+    assert torch.allclose(model.loss_fn.lagrangian.epsilon, torch.tensor(eps))
+    rc, _, _ = run(capsys, "sample", lagvae_dir, "-n", 4, "--out", tmp_path / "s.npy")
+    assert rc == 0
+
+
+def test_a_finished_lagrangian_run_is_skipped(lagvae_dir, capsys):
+    rc, out, _ = run(capsys, "train", "lagvae", "--lagrangian", "maximise-Iq", "--slack", "1.0", "--out", lagvae_dir,
+                     "--steps", "150", "--n-eval", "100", "--no-progress")
+    assert rc == 0 and out.startswith("skipped:")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["vmi", "--lagrangian", "maximise-Ip", "--slack", "1"], "has no Lagrangian version"),
+    (["vae", "--slack", "1"], "--slack without --lagrangian"),
+    (["vae", "--lagrangian", "maximise-Iq"], "--lagrangian without --slack"),
+    (["vae", "--lagrangian", "maximise-Iq", "--slack", "abc"], "is not a slack"),
+    (["vae", "--lagrangian", "maximise-Iq", "--slack", "-1"], "slack"),
+    (["vae", "--lagrangian", "more-info", "--slack", "1"], "error:"),
+    (["infogan", "--lagrangian", "maximise-Ip", "--slack", "1"], "--option encoder=gaussian"),
+])
+def test_bad_lagrangian_input_is_refused_before_anything_is_written(tmp_path, capsys, argv, message):
+    folder = tmp_path / "run"
+    rc, _, err = run(capsys, "train", *argv, "--out", folder, "--steps", 5, "--no-progress")
+    assert rc == 2 and message in err and "Traceback" not in err and not folder.exists()

@@ -114,7 +114,7 @@ class RunResult:
 # -- identity of a run ------------------------------------------------------------------------------
 
 def run_identity(model: str, *, data: str, budget: str, params: Mapping | None, seed: int, arch: str,
-                 recipe: Mapping, lagrangian: str | None = None, slack: float | None = None) -> dict:
+                 recipe: Mapping, lagrangian: str | None = None, slack: float | str | None = None) -> dict:
     """The description of a run that ``run.json`` and ``metrics.json`` carry: a rerun with the
     same identity resumes or skips; one with another identity is refused.
 
@@ -123,7 +123,8 @@ def run_identity(model: str, *, data: str, budget: str, params: Mapping | None, 
     """
     return {"model": str(model), "data": data, "budget": budget,
             "params": {str(k): _plain(v) for k, v in sorted((params or {}).items())}, "seed": int(seed),
-            "arch": arch, "lagrangian": lagrangian, "slack": None if slack is None else float(slack),
+            "arch": arch, "lagrangian": lagrangian,
+            "slack": slack if slack is None or isinstance(slack, str) else float(slack),
             "recipe": json.loads(json.dumps(recipe, default=str))}
 
 
@@ -433,6 +434,34 @@ def _why_missed(targets: Mapping, missed: list[str], shares: list[float]) -> str
     return "Why, from the numbers: " + "; ".join(why) + "." if why else ""
 
 
+def _lagrangian_lines(lm: Mapping) -> list[str]:
+    """The Lagrangian run's section of the report: ε from the reference run, the constraints at
+    the end against ε, λ, and the information bound before and after."""
+    ref = lm["reference"]
+    lines = [f"## The Lagrangian version: {lm['preference']}", "",
+             f"Constraints D_i <= ε_i with ε = ε̂ + slack {lm['slack']} (section 6), ε̂ measured on the test images "
+             f"after a reference run of {ref['steps']} steps at the original multipliers {ref['multipliers']} "
+             "(`reference/`); λ by projected gradient ascent. Values in the units of the compiled constraints "
+             "(constants dropped: a joint KL as -ELBO; the information bounds likewise, up to an entropy).", "",
+             "| constraint | reference ε̂ | ε | at the end (test) | satisfied | λ at the end |",
+             "|---|---|---|---|---|---|"]
+    for i, name in enumerate(lm["names"]):
+        lines.append(f"| `{name}` | {_fmt(ref['measured'][i])} | {_fmt(lm['epsilon'][i])} | "
+                     f"{_fmt(lm['constraints'][i])} | {'yes' if lm['satisfied'][i] else '**no**'} | "
+                     f"{_fmt(lm['multipliers'][i])} |")
+    fam = "I_p" if lm["preference"].endswith("Ip") else "I_q"
+    maximise = lm["preference"].startswith("max")
+    bound = "lower" if maximise else "upper"
+    before, after = (-ref["primal"], -lm["primal"]) if maximise else (ref["primal"], lm["primal"])
+    moved = after > before if maximise else after < before
+    lines += ["", f"The {bound} bound of {fam} that Algorithm 1 optimises (test images): reference "
+              f"{_fmt(before)}, Lagrangian run {_fmt(after)}: it moved "
+              f"{'in the chosen direction' if moved else '**against the chosen direction**'}; "
+              + ("every constraint ends satisfied." if all(lm["satisfied"]) else
+                 "**not every constraint ends satisfied**."), ""]
+    return lines
+
+
 def _report(out: Path, identity: Mapping, metrics: Mapping, recipe, classification, command: str,
             images: list[str]) -> str:
     from lagrangian_family import evaluate as ev
@@ -477,6 +506,8 @@ def _report(out: Path, identity: Mapping, metrics: Mapping, recipe, classificati
     what = ("translations of second-domain test images" if "translation_kept" in metrics
             else "decoder means (or generator outputs) of z ~ p(z)")
     lines += [f"Samples: {what}.", "", ev.format_table(metrics["samples"], extra), ""]
+    if "lagrangian" in metrics:
+        lines += _lagrangian_lines(metrics["lagrangian"])
     lines += ["## Targets (issue 8, small budget on MNIST)", ""]
     lines += _target_lines(metrics["targets"], metrics["samples"]["class_shares"]) + [""]
     if identity["budget"] != "small" or identity["data"] != "mnist":
@@ -512,6 +543,143 @@ def _computable(model: str, params: Mapping | None):
     return c
 
 
+# -- the Lagrangian version (issue 8 item 5) -----------------------------------------------------------
+
+#: The reference run's sub-folder of a Lagrangian run.
+REFERENCE_DIR = "reference"
+#: The dual ascent's learning rate of ``--lagrangian`` runs.
+DUAL_LR = 1e-2
+#: The multipliers' range of ``--lagrangian`` runs (the authors' upper clip).
+DUAL_RANGE = (0.0, 100.0)
+
+
+def _lagrangian_of(model: str, preference: str | None, slack, params: Mapping | None, dual_lr):
+    """The Lagrangian of ``model`` with ε unset and ``slack`` kept (None without ``preference``)."""
+    if preference is None:
+        if slack is not None:
+            raise ObjectiveError("--slack without --lagrangian", expected="--slack with --lagrangian PREFERENCE",
+                                 given=f"--slack {slack}", fix="add e.g. --lagrangian maximise-Iq, or drop --slack")
+        return None
+    if slack is None:
+        raise ObjectiveError("--lagrangian without --slack", expected="the slack γ of ε = ε̂ + γ (section 6)",
+                             given=f"--lagrangian {preference}", fix="add e.g. --slack 1.0")
+    if isinstance(dual_lr, bool) or not isinstance(dual_lr, (int, float)) or not 0 < dual_lr < math.inf:
+        raise ObjectiveError(f"dual_lr={dual_lr!r} is not a learning rate", expected="a finite number > 0",
+                             given=repr(dual_lr), fix=f"e.g. {DUAL_LR}")
+    from .lagrangian import lagrangian_of
+
+    return lagrangian_of(model, preference=preference, slack=slack, params=dict(params or {}))
+
+
+def _compile_lagrangian(lag, recipe, example_x):
+    """``lag`` compiled with fresh components and critics of the recipe (a constraint whose critic
+    the recipe did not specify gets the compiler's default critic)."""
+    from .model import build_component
+
+    comps = recipe.build_components()
+    opts = dict(recipe.compile_options)
+    critics = {t: build_component(spec, role=f"critic:{t}") for t, spec in (opts.pop("critics", None) or {}).items()}
+    try:
+        return lag.compile(encoder=comps["encoder"], decoder=comps["decoder"], prior=comps["prior"],
+                           critics=critics or None, example_x=example_x, lenient=True, **opts)
+    except ObjectiveError as e:
+        if "rsample" not in str(e):
+            raise
+        raise ObjectiveError(f"the Lagrangian's constraints {', '.join(lag.names)} cannot be estimated with the "
+                             "recipe's encoder", expected="an encoder whose samples carry a path gradient for the "
+                             "f-GAN estimate of a constraint over p(x,z)", given=str(e).splitlines()[0] + ": "
+                             + (e.given or ""), fix="pass --option encoder=gaussian (a reparameterised Gaussian "
+                             "q(z|x)) for the Lagrangian version") from e
+
+
+def _dual_updater(lag, lr: float):
+    from .updaters import GradientAscent
+
+    return GradientAscent(lag, lr=float(lr), lower=DUAL_RANGE[0], upper=DUAL_RANGE[1])
+
+
+def _reference_run(folder: Path, lag, recipe, train, data_dir, total: int, seed: int, progress: bool, writer: bool,
+                   log) -> dict:
+    """Train the reference problem (the constraints at the original multipliers, ε = 0, no
+    updater) in ``folder`` (resumable), measure its constraints on the test images, set ε = ε̂ +
+    slack; returns ``{"names", "measured", "epsilon", "steps", "train_minutes"}`` (also saved as
+    ``folder/epsilon.json``, which a rerun reads instead of training again)."""
+    from lagrangian_family.files import atomic_write
+
+    from .lagrangian import epsilon_with_slack, measure_constraints
+
+    done = folder / "epsilon.json"
+    if done.exists():
+        try:
+            saved = json.loads(done.read_text(encoding="utf-8"))
+            if saved.get("names") == list(lag.names) and _finite_numbers(saved) and saved.get("steps") == total:
+                epsilon_with_slack(lag, saved["measured"], lag.slack)
+                log(f"{folder}: reference run finished already (ε̂ = {saved['measured']})")
+                return saved
+        except (OSError, ValueError, UnicodeDecodeError, ObjectiveError):
+            pass
+        log(f"{folder}: the reference run's epsilon.json is not usable; redoing it")
+    if writer:
+        folder.mkdir(exist_ok=True)
+    ref = lag.reference()
+    ref_fn = _compile_lagrangian(ref, recipe, train[:8])
+    trainer = recipe.trainer(ref_fn, train, log_csv=folder / LOG_FILE, checkpoint=folder / CHECKPOINT_FILE,
+                             checkpoint_every=max(100, total // 20), seed=seed, progress=progress)
+    if (folder / CHECKPOINT_FILE).exists():
+        trainer.load(folder / CHECKPOINT_FILE)
+        log(f"{folder}: resuming the reference run at step {trainer.step_count} of {total}")
+    t0 = time.perf_counter()
+    if total - trainer.step_count > 0:
+        log(f"{folder}: the reference run (section 6): {total} steps at the original multipliers "
+            f"{list(ref.multipliers.tolist())}")
+        trainer.train(total - trainer.step_count)
+    measured = measure_constraints(ref_fn, recipe.load_data("test", data_dir))
+    eps = epsilon_with_slack(lag, measured, lag.slack)
+    result = {"names": list(lag.names), "measured": measured.tolist(), "epsilon": eps.tolist(), "steps": total,
+              "multipliers": ref.multipliers.tolist(), "train_minutes": (time.perf_counter() - t0) / 60,
+              "primal": _mean_primal(lag, ref_fn, recipe.load_data("test", data_dir))}
+    if writer:
+        atomic_write(done, json.dumps(result, indent=1))
+    return result
+
+
+def _mean_primal(lag, fitted_fn, test) -> float:
+    """The primal (the information bound Algorithm 1 uses, signed by the preference) of the model
+    whose components ``fitted_fn`` holds, on ``test``: ``lag`` compiled on those components."""
+    c = fitted_fn.components
+    full = lag.compile(encoder=c.encoder, decoder=c.decoder, prior=c.prior.obj if hasattr(c.prior, "obj") else c.prior,
+                       lenient=True, **{k: v for k, v in fitted_fn.compile_options.items() if k == "decoder_sample"})
+    was = [m.training for m in (c.encoder, c.decoder)]
+    total, n = 0.0, 0
+    full.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            for i in range(0, test.shape[0], 100):
+                x = test[i:i + 100]
+                total += float(full(x).primal) * x.shape[0]
+                n += x.shape[0]
+    finally:
+        c.encoder.train(was[0])
+        c.decoder.train(was[1])
+    return total / n
+
+
+def _lagrangian_metrics(lag, loss_fn, reference: dict, recipe, data_dir) -> dict:
+    """The constraints at the end (test images) against ε, λ, and the information bound of the
+    reference and of the Lagrangian run."""
+    from .lagrangian import measure_constraints
+
+    test = recipe.load_data("test", data_dir)
+    measured = measure_constraints(loss_fn, test).tolist()
+    eps = lag.epsilon.tolist()
+    pref = lag.form.preference if getattr(lag, "form", None) is not None else ""
+    return {"preference": pref, "names": list(lag.names), "slack": lag.slack, "reference": reference,
+            "epsilon": eps, "constraints": measured, "satisfied": [bool(d <= e) for d, e in zip(measured, eps)],
+            "multipliers": lag.multipliers.tolist(), "primal": _mean_primal(lag, loss_fn, test),
+            "primal_reference": reference["primal"]}
+
+
 # -- the run ------------------------------------------------------------------------------------------
 
 def _machine() -> str:
@@ -537,7 +705,8 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
               seed: int = 0, arch: str = "mlp", data_dir=None, progress: bool = True, tensorboard=None,
               wait: bool = False, lagrangian: str | None = None, slack: float | None = None,
               n_eval: int | None = None, steps: int | None = None, options: Mapping | None = None,
-              command: str | None = None, log: Callable[[str], None] | None = None) -> RunResult:
+              dual_lr: float = DUAL_LR, command: str | None = None,
+              log: Callable[[str], None] | None = None) -> RunResult:
     """Train ``model`` (a zoo name or a computable text objective) into the run folder ``out``
     (see the module docstring for its files), or resume or skip it; returns a :class:`RunResult`.
 
@@ -546,8 +715,13 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
     ``"paper"`` (the recipe's :data:`~.recipes.BUDGETS`). ``params``: values of the objective's
     parameters (``{"beta": 4}``). ``seed``: initialisation, batch order and noise. ``arch``:
     the recipe's architecture (``"mlp"``, ``"conv"``). ``tensorboard``: a folder for TensorBoard
-    logs. ``wait``: wait for another run holding ``out``. ``lagrangian``/``slack``: the Lagrangian
-    version of the model (issue 8 item 5). ``n_eval``: samples scored (default 10,000 on MNIST,
+    logs. ``wait``: wait for another run holding ``out``. ``lagrangian``: train the Lagrangian
+    version of the model instead (:func:`.lagrangian.lagrangian_of`; a preference such as
+    ``"maximise-Iq"`` or ``"minimise-Ip"``): its dual form's divergences become constraints
+    D_i <= ε_i with ε = ε̂ + ``slack`` (section 6), ε̂ measured on the test images after a reference
+    run (the constraints at the original model's multipliers, the same recipe and steps, in
+    ``out/reference/``), and λ is ascended by projected gradient ascent at ``dual_lr``
+    (:class:`~.updaters.GradientAscent`, λ in [0, 100]). ``n_eval``: samples scored (default 10,000 on MNIST,
     300 on the digits). ``steps``: the budget's number of steps overridden (tests).
     ``options``: the recipe's options (:data:`.recipes.OPTIONS`: ``{"decoder": "generator"}``,
     ``{"lr": 1e-4}``, ...), each overriding a default the recipe explains.
@@ -568,10 +742,8 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
     out = check_output_folder(out, "--out")
     if isinstance(tensorboard, (str, os.PathLike)):
         tensorboard = check_output_folder(tensorboard, "--tensorboard")
-    if lagrangian is not None or slack is not None:
-        raise ObjectiveError("--lagrangian is not available in this version", expected="no --lagrangian/--slack",
-                             given=f"--lagrangian {lagrangian} --slack {slack}", fix="train the model as it is")
     classification = _computable(model, params)
+    lag = _lagrangian_of(model, lagrangian, slack, params, dual_lr)
     data_dir = _check_data(data, data_dir)
     opts = dict(options or {})
     if "seed" in opts:
@@ -582,6 +754,8 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
     recipe = recipes.recipe(model, data=data, arch=arch, params=dict(params or {}), budget=budget, seed=seed, **opts)
     identity = run_identity(model, data=data, budget=budget, params=params, seed=seed, arch=arch,
                             recipe=recipe.to_dict(), lagrangian=lagrangian, slack=slack)
+    if lag is not None:
+        identity["dual_lr"] = float(dual_lr)
     total = int(recipe.training["steps"])
 
     sync = init_from_env() if "WORLD_SIZE" in os.environ else None
@@ -590,7 +764,7 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
     # everything that can be refused is refused before the folder is touched
     _check_folder(out, identity)
     train = recipe.load_data("train", data_dir)
-    loss_fn = recipe.build(example_x=train[:8])
+    loss_fn = recipe.build(example_x=train[:8]) if lag is None else _compile_lagrangian(lag, recipe, train[:8])
     finished, why = read_finished(out, identity)
     if finished is not None:
         log(f"{out}: finished already (delete {out / METRICS_FILE} to evaluate again)")
@@ -608,9 +782,14 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
                 log(f"{out}: finished by the run we waited for")
                 return RunResult(out, "skipped", finished)
             atomic_write(out / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
+        reference = None
+        if lag is not None:  # section 6: ε = ε̂ + slack, ε̂ the constraints of a reference run
+            reference = _reference_run(out / REFERENCE_DIR, lag, recipe, train, data_dir, total, seed, progress,
+                                       writer, log)
+        extra = {} if lag is None else {"updater": _dual_updater(lag, dual_lr)}
         trainer = recipe.trainer(loss_fn, train, log_csv=out / LOG_FILE, checkpoint=out / CHECKPOINT_FILE,
                                  checkpoint_every=max(100, total // 20), seed=seed, progress=progress,
-                                 tensorboard=tensorboard)
+                                 tensorboard=tensorboard, **extra)
         status = "trained"
         if (out / CHECKPOINT_FILE).exists():
             trainer.load(out / CHECKPOINT_FILE)
@@ -629,6 +808,8 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
         loaded = load_model(out, data_dir=data_dir)  # what lagfam sample will read
         images = _grids(out, loaded, recipe, data, data_dir)
         metrics = _evaluate(loaded, recipe, loss_fn, data, data_dir, n_eval or N_EVAL[data], classification)
+        if lag is not None:
+            metrics["lagrangian"] = _lagrangian_metrics(lag, loss_fn, reference, recipe, data_dir)
         metrics.update({"identity": json.loads(json.dumps(identity)), "steps": trainer.step_count,
                         "status": status, "train_minutes": train_seconds / 60,
                         "eval_minutes": (time.perf_counter() - t1) / 60, "machine": _machine(),
