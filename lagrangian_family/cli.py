@@ -515,6 +515,8 @@ add_command("closure", "Theorem 1 by exact computation, or an objective over mod
             _configure_closure, _run_closure)
 add_command("train", "train a zoo model or a text objective into a run folder (model, log, grids, metrics, report)",
             "lagrangian_family.train_command:configure", "lagrangian_family.train_command:run")
+add_command("results", "write DIR/README.md: a table of the lagfam train runs under DIR, from their metrics.json",
+            "lagrangian_family.results:configure", "lagrangian_family.results:run")
 add_command("sample", "write N samples of a trained model (a run folder) as an (N, d) .npy array in [0, 1]",
             "lagrangian_family.sample_command:configure", "lagrangian_family.sample_command:run")
 add_command("score", "score samples (FILE.npy) with a digit classifier: classes covered, confidence, Fréchet distance",

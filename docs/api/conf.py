@@ -49,6 +49,7 @@ PUBLIC_MODULES = [
     "lagrangian_family.data_sources",
     "lagrangian_family.images",
     "lagrangian_family.files",
+    "lagrangian_family.results",
     "lagrangian_family.evaluate",
     "lagrangian_family.cli",
 ]

@@ -62,6 +62,7 @@ import numpy as np
 import torch
 
 from lagrangian_family.errors import ObjectiveError
+from lagrangian_family.results import TARGETS, fmt, verdict
 
 __all__ = ["RunResult", "train_run", "run_identity", "read_finished", "TARGETS", "RUN_FILE", "CHECKPOINT_FILE",
            "LOG_FILE", "METRICS_FILE", "REPORT_FILE", "SAMPLES_PNG", "RECONSTRUCTIONS_PNG", "TRANSLATIONS_PNG",
@@ -82,14 +83,6 @@ SAMPLES_PNG, RECONSTRUCTIONS_PNG, TRANSLATIONS_PNG = "samples.png", "reconstruct
 #: The data sets ``lagfam train`` trains on.
 DATASETS = ("digits", "mnist")
 
-#: Issue 8's targets at the small budget on MNIST: metric -> (threshold, what it says).
-TARGETS: dict[str, tuple[float, str]] = {
-    "classes_covered": (9, "samples cover at least 9 of the 10 digit classes (share ≥ 5% each)"),
-    "confidence_ratio": (0.7, "mean classifier confidence at least 0.7 times that of real test images"),
-    "probe_accuracy": (0.85, "a linear probe predicts the digit from z with at least 85% accuracy"),
-    "code_accuracy": (0.7, "InfoGAN's categorical code matched to the labels with at least 70% accuracy"),
-    "translation_kept": (0.85, "translations keep their digit at least 85% of the time"),
-}
 
 #: The number of samples scored per data set (the reference uses as many real test images).
 N_EVAL = {"mnist": 10000, "digits": 300}
@@ -385,14 +378,7 @@ def _grids(out: Path, model, recipe, data: str, data_dir) -> list[str]:
 
 # -- the report ---------------------------------------------------------------------------------------
 
-def _fmt(v) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return str(v)
-    return f"{v:.3f}" if abs(v) < 100 else f"{v:.3g}"
+_fmt = fmt
 
 
 def _target_lines(targets: Mapping, shares: list[float]) -> list[str]:
@@ -400,38 +386,8 @@ def _target_lines(targets: Mapping, shares: list[float]) -> list[str]:
     for t in targets.values():
         met = "exempt" if t.get("exempt") else ("yes" if t["met"] else "**no**")
         lines.append(f"| {t['target']} | {_fmt(t['value'])} | {_fmt(t['threshold'])} | {met} |")
-    exempt = next((t["exempt"] for t in targets.values() if t.get("exempt")), None)
-    missed = [n for n, t in targets.items() if t["met"] is False]
-    lines.append("")
-    if exempt:
-        lines.append(f"Exempt from the targets: {exempt}.")
-    elif missed:
-        lines.append("Missed: " + "; ".join(f"{n} = {_fmt(targets[n]['value'])} below {_fmt(targets[n]['threshold'])}"
-                                             for n in missed) + ". " + _why_missed(targets, missed, shares))
-    else:
-        lines.append("Every target is met.")
-    return lines
-
-
-def _why_missed(targets: Mapping, missed: list[str], shares: list[float]) -> str:
-    """What the numbers say about a miss (read off the metrics, nothing tuned)."""
-    why = []
-    if "classes_covered" in missed:
-        share = max(shares) if shares else float("nan")
-        why.append(f"the samples concentrate on a few classes (the largest holds {share:.0%} of them: mode "
-                   "collapse, or an undertrained model whose samples look alike)")
-    if "confidence_ratio" in missed and "classes_covered" not in missed:
-        why.append("the samples cover the classes but are blurred or malformed digits that the classifier is "
-                   "unsure of")
-    if "probe_accuracy" in missed:
-        why.append("the code z keeps too little of the digit's identity for a linear read-out")
-    if "code_accuracy" in missed:
-        why.append("the categorical code does not select the digit (the generator uses it for another factor, "
-                   "or ignores it)")
-    if "translation_kept" in missed:
-        why.append("the translations do not keep their digit (nothing in an unpaired objective ties a digit to "
-                   "its own translation beyond the cycle terms)")
-    return "Why, from the numbers: " + "; ".join(why) + "." if why else ""
+    status, text = verdict(targets, shares)
+    return lines + ["", text[0].upper() + text[1:]]
 
 
 def _lagrangian_lines(lm: Mapping) -> list[str]:
