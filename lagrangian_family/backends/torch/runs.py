@@ -689,7 +689,6 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
 
     from . import recipes
     from .distributed import init_from_env
-    from .model import load_model, save_model
 
     seed = _check_seed(seed)
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
@@ -758,28 +757,41 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
         train_seconds = time.perf_counter() - t0
         if not writer:
             return RunResult(out, "worker")
-        t1 = time.perf_counter()
-        meta = {"data": data, "run": identity, "steps": trainer.step_count}
-        save_model(out, loss_fn, **meta)
-        loaded = load_model(out, data_dir=data_dir)  # what lagfam sample will read
-        images = _grids(out, loaded, recipe, data, data_dir)
-        metrics = _evaluate(loaded, recipe, loss_fn, data, data_dir, n_eval or N_EVAL[data], classification)
-        if lag is not None:
-            metrics["lagrangian"] = _lagrangian_metrics(lag, loss_fn, reference, recipe, data_dir)
-        metrics.update({"identity": json.loads(json.dumps(identity)), "steps": trainer.step_count,
-                        "status": status, "train_minutes": train_seconds / 60,
-                        "eval_minutes": (time.perf_counter() - t1) / 60, "machine": _machine(),
-                        "objective": str(classification.objective),
-                        "class": f"T{classification.computability.rank}" if classification.computability.rank
-                        else str(classification.computability)})
-        text = _report(out, identity, metrics, recipe, classification,
-                       command or _default_command(model, data, budget, params, seed, out), images)
-        atomic_write(out / METRICS_FILE, json.dumps(metrics, indent=1, sort_keys=True, default=float))
-        atomic_write(out / REPORT_FILE, text)
+        metrics = _finish(out, loss_fn, recipe, identity, classification, lag, reference, data_dir,
+                          n_eval or N_EVAL[data], trainer.step_count, status, train_seconds,
+                          command or _default_command(model, data, budget, params, seed, out))
         return RunResult(out, status, metrics)
     finally:
         if lock is not None:
             lock.release()
+
+
+def _finish(out: Path, loss_fn, recipe, identity: dict, classification, lag, reference, data_dir, n_eval: int,
+            steps: int, status: str, train_seconds: float, command: str, trainer_kind: str = "Trainer") -> dict:
+    """Write what a trained run leaves: ``model.pt`` (checked by loading it as ``lagfam sample``
+    does), the grids, ``metrics.json`` and ``report.md``; returns the metrics."""
+    from lagrangian_family.files import atomic_write
+
+    from .model import load_model, save_model
+
+    data = recipe.data
+    t1 = time.perf_counter()
+    save_model(out, loss_fn, data=data, run=identity, steps=steps)
+    loaded = load_model(out, data_dir=data_dir)  # what lagfam sample will read
+    images = _grids(out, loaded, recipe, data, data_dir)
+    metrics = _evaluate(loaded, recipe, loss_fn, data, data_dir, n_eval, classification)
+    if lag is not None:
+        metrics["lagrangian"] = _lagrangian_metrics(lag, loss_fn, reference, recipe, data_dir)
+    metrics.update({"identity": json.loads(json.dumps(identity)), "steps": steps, "status": status,
+                    "trainer": trainer_kind, "train_minutes": train_seconds / 60,
+                    "eval_minutes": (time.perf_counter() - t1) / 60, "machine": _machine(),
+                    "objective": str(classification.objective),
+                    "class": f"T{classification.computability.rank}" if classification.computability.rank
+                    else str(classification.computability)})
+    text = _report(out, identity, metrics, recipe, classification, command, images)
+    atomic_write(out / METRICS_FILE, json.dumps(metrics, indent=1, sort_keys=True, default=float))
+    atomic_write(out / REPORT_FILE, text)
+    return metrics
 
 
 def _default_command(model, data, budget, params, seed, out) -> str:
