@@ -52,11 +52,17 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default="mlp", metavar="mlp|conv", help="component architecture (default mlp)")
     p.add_argument("--out", required=True, metavar="DIR", help="the run folder (new, or this run's to resume)")
     p.add_argument("--set", dest="bindings", action="append", metavar="NAME=VALUE", default=[],
-                   help="bind a parameter of the objective (beta=4); repeatable")
+                   help="bind a parameter of the objective (beta=4); repeatable; several values (beta=1,2,4) make a "
+                        "sweep: one run folder per grid point under --out")
     p.add_argument("--option", dest="options", action="append", metavar="NAME=VALUE", default=[],
                    help="override a default of the recipe (e.g. decoder=generator, lr=1e-4, hidden=256,256, "
                         "spectral_norm=false; the recipe's OPTIONS); repeatable")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="a sweep over N seeds (--seed, --seed + 1, ...): one run folder per grid point under --out")
+    p.add_argument("--no-vectorise", dest="vectorise", action="store_false",
+                   help="in a sweep, train every run alone with the Trainer instead of stacking the runs that can "
+                        "share one vectorised model (VectorisedTrainer)")
     p.add_argument("--tensorboard", default=None, metavar="DIR", help="also write TensorBoard logs to DIR")
     p.add_argument("--lagrangian", default=None, metavar="PREFERENCE",
                    help="train the Lagrangian version of the model: maximise-Iq, minimise-Iq, maximise-Ip or "
@@ -135,8 +141,17 @@ def run(args: argparse.Namespace) -> int:
     _check_int("--seed", args.seed, 0, MAX_SEED, "e.g. --seed 0")
     _check_int("--steps", args.steps, 1, 10**9, "e.g. --steps 100")
     _check_int("--n-eval", args.n_eval, 2, 10**6, "e.g. --n-eval 1000")
-    params = _bindings(args.bindings)
+    grid = {}
+    for pair in args.bindings:
+        name, eq, value = pair.partition("=")
+        if eq and "," in value:
+            grid[name.strip()] = [v for part in value.split(",") if part.strip()
+                                  for v in _bindings([f"{name.strip()}={part.strip()}"]).values()]
+    params = _bindings([b for b in args.bindings if b.partition("=")[0].strip() not in grid])
     options = options_of(args.options)
+    _check_int("--seeds", args.seeds, 1, 1000, "e.g. --seeds 2")
+    if grid or args.seeds is not None:
+        return _sweep(args, grid, params, options)
     slack = args.slack
     if slack is not None and not slack.strip().endswith("%"):
         slack = _option_value("--slack", slack)
@@ -163,6 +178,26 @@ def run(args: argparse.Namespace) -> int:
     print(line)
     print(f"report: {result.out / 'report.md'}")
     return 0
+
+
+def _sweep(args, grid: dict, params: dict, options: dict) -> int:
+    from lagrangian_family.backends.torch.runs import train_sweep
+    from lagrangian_family.errors import ObjectiveError
+
+    if args.lagrangian is not None or args.slack is not None or args.tensorboard is not None:
+        raise ObjectiveError("a sweep trains plain runs", expected="no --lagrangian, --slack or --tensorboard with "
+                             "several --set values or --seeds", given="a sweep with one of them",
+                             fix="sweep by running lagfam train once per point, or drop the option")
+    full = {**{k: [v] for k, v in params.items()}, **grid}
+    seeds = list(range(args.seed, args.seed + (args.seeds or 1)))
+    results = train_sweep(args.model, out=args.out, grid=full, seeds=seeds, vectorise=args.vectorise,
+                          data=args.data, budget=args.budget, data_dir=args.data_dir, progress=args.progress,
+                          wait=args.wait, n_eval=args.n_eval, steps=args.steps, options=options, arch=args.arch)
+    for r in results:
+        s = r.metrics.get("samples", {})
+        print(f"{r.status}: {r.out}  classes {s.get('classes_covered')}, confidence ratio "
+              f"{s.get('confidence_ratio', float('nan')):.3f}")
+    return 0 if all(r.status != "failed" for r in results) else 1
 
 
 def train_main(argv: list[str] | None = None) -> int:

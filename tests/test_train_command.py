@@ -303,3 +303,56 @@ def test_bad_lagrangian_input_is_refused_before_anything_is_written(tmp_path, ca
     folder = tmp_path / "run"
     rc, _, err = run(capsys, "train", *argv, "--out", folder, "--steps", 5, "--no-progress")
     assert rc == 2 and message in err and "Traceback" not in err and not folder.exists()
+
+
+# -- sweeps (--set beta=1,4 --seeds 2) ------------------------------------------------------------------
+
+def test_a_sweep_trains_one_folder_per_grid_point_as_one_stack(tmp_path, capsys):
+    from lagrangian_family.backends.torch import load_model
+
+    folder = tmp_path / "sweep"
+    argv = ["train", "beta_vae", "--set", "beta=1,4", "--seeds", "2", "--out", folder, "--steps", 60,
+            "--n-eval", 100, "--no-progress"]
+    rc, out, err = run(capsys, *argv)
+    assert rc == 0 and "training 4 runs as one vectorised stack" in err
+    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    assert names == ["beta=1_seed=0", "beta=1_seed=1", "beta=4_seed=0", "beta=4_seed=1"]
+    for name in names:
+        m = json.loads((folder / name / "metrics.json").read_text())
+        assert m["trainer"] == "VectorisedTrainer (a stack of 4)" and m["steps"] == 60
+        assert m["identity"]["params"]["beta"] == float(name[5]) and m["identity"]["seed"] == int(name[-1])
+        model = load_model(folder / name)  # the plain objective, not the stack's Lagrangian
+        assert type(model.loss_fn).__name__ == "CompiledObjective" and model.loss_fn.defaults["beta"] == float(name[5])
+        assert _log_rows(folder / name / "log.csv")[-1]["step"] == "60"
+    # the runs differ: each has its own seed and β
+    w = [load_model(folder / n).encoder.head.weight for n in names]
+    assert not torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
+    rc, out, _ = run(capsys, *argv)
+    assert rc == 0 and out.count("skipped:") == 4
+
+
+def test_no_vectorise_trains_each_point_with_the_trainer(tmp_path, capsys):
+    folder = tmp_path / "sweep"
+    rc, _, err = run(capsys, "train", "beta_vae", "--set", "beta=1,4", "--out", folder, "--steps", 30,
+                     "--n-eval", 100, "--no-progress", "--no-vectorise")
+    assert rc == 0 and "vectorised stack" not in err
+    for name in ("beta=1_seed=0", "beta=4_seed=0"):
+        m = json.loads((folder / name / "metrics.json").read_text())
+        assert m["trainer"] == "Trainer" and (folder / name / "checkpoint.pt").is_file()
+
+
+def test_runs_that_cannot_be_stacked_train_alone(tmp_path, capsys):
+    folder = tmp_path / "sweep"
+    rc, _, err = run(capsys, "train", "ali", "--seeds", "2", "--out", folder, "--steps", 10, "--n-eval", 100,
+                     "--no-progress")
+    assert rc == 0 and err.count("trained alone (it cannot be stacked") == 2
+    assert json.loads((folder / "seed=1" / "metrics.json").read_text())["trainer"] == "Trainer"
+
+
+def test_a_bad_grid_point_is_refused_before_anything_is_written(tmp_path, capsys):
+    folder = tmp_path / "sweep"
+    rc, _, err = run(capsys, "train", "beta_vae", "--set", "beta=1,1e999999", "--out", folder, "--steps", 5)
+    assert rc == 2 and "too large" in err and not folder.exists()
+    rc, _, err = run(capsys, "train", "beta_vae", "--set", "beta=1,2", "--lagrangian", "maximise-Iq", "--slack", "1",
+                     "--out", folder)
+    assert rc == 2 and "a sweep trains plain runs" in err and not folder.exists()

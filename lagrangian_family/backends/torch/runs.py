@@ -64,9 +64,9 @@ import torch
 from lagrangian_family.errors import ObjectiveError
 from lagrangian_family.results import TARGETS, fmt, verdict
 
-__all__ = ["RunResult", "train_run", "run_identity", "read_finished", "TARGETS", "RUN_FILE", "CHECKPOINT_FILE",
-           "LOG_FILE", "METRICS_FILE", "REPORT_FILE", "SAMPLES_PNG", "RECONSTRUCTIONS_PNG", "TRANSLATIONS_PNG",
-           "DATASETS"]
+__all__ = ["RunResult", "train_run", "train_sweep", "sweep_points", "run_identity", "read_finished", "TARGETS",
+           "RUN_FILE", "CHECKPOINT_FILE", "LOG_FILE", "METRICS_FILE", "REPORT_FILE", "SAMPLES_PNG",
+           "RECONSTRUCTIONS_PNG", "TRANSLATIONS_PNG", "REFERENCE_DIR", "STACKS_DIR", "DATASETS", "DUAL_LR"]
 
 #: What the folder is a run of (written before training starts).
 RUN_FILE = "run.json"
@@ -801,3 +801,192 @@ def _default_command(model, data, budget, params, seed, out) -> str:
     for k, v in (params or {}).items():
         parts += ["--set", f"{k}={v}"]
     return " ".join(shlex.quote(p) for p in [*parts, "--seed", str(seed), "--out", str(out)])
+
+
+# -- sweeps (issue 11 item 2) -------------------------------------------------------------------------
+
+#: The sweep folder's checkpoints of vectorised stacks.
+STACKS_DIR = ".stacks"
+
+
+def _point_name(params: Mapping, seed: int) -> str:
+    """The run folder of one grid point: ``beta=4_seed=0`` (``seed=0`` alone for an empty grid).
+
+    >>> _point_name({"beta": 4.0, "lam": 0.5}, 1)
+    'beta=4_lam=0.5_seed=1'
+    """
+    parts = [f"{k}={float(v):g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in params.items()]
+    return "_".join([*parts, f"seed={int(seed)}"])
+
+
+def sweep_points(grid: Mapping[str, list], seeds: list[int]) -> list[tuple[dict, int]]:
+    """Every ``(params, seed)`` of a grid (the product of the values of each name) and seeds.
+
+    >>> sweep_points({"beta": [1, 4]}, [0, 1])
+    [({'beta': 1}, 0), ({'beta': 1}, 1), ({'beta': 4}, 0), ({'beta': 4}, 1)]
+    """
+    import itertools
+
+    names = list(grid)
+    for n in names:
+        if not isinstance(grid[n], (list, tuple)) or not grid[n]:
+            raise ObjectiveError(f"the grid of {n} has no values", expected="a non-empty list of values",
+                                 given=repr(grid[n]), fix=f"e.g. --set {n}=1,2,4")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ObjectiveError("bad seeds for a sweep", expected="distinct seeds", given=repr(seeds), fix="--seeds 2")
+    return [(dict(zip(names, values)), int(seed)) for values in itertools.product(*(grid[n] for n in names))
+            for seed in seeds]
+
+
+def _shadow(loss_fn, recipe):
+    """A compiled Lagrangian that shares ``loss_fn``'s components and whose loss is its objective:
+    the objective (parameters bound) as the primal, and one constraint, -ELBO, with λ fixed at 0.
+    :class:`~.vectorised.VectorisedTrainer` trains compiled Lagrangians only; training the shadow
+    trains ``loss_fn``'s own modules."""
+    from lagrangian_family.symbolic.classify import as_objective
+
+    from .lagrangian import Lagrangian
+
+    obj = as_objective(recipe.objective).subs(recipe.params)
+    c = loss_fn.components
+    return Lagrangian(obj, [("KL(q(x,z) || p(x,z))", 0.0)], init=0.0).compile(
+        encoder=c.encoder, decoder=c.decoder, prior=c.prior.obj, decoder_sample=loss_fn.compile_options.get(
+            "decoder_sample", "sample"))
+
+
+def train_sweep(model: str, *, out, grid: Mapping[str, list] | None = None, seeds: list[int] = (0,),
+                vectorise: bool = True, data: str = "digits", budget: str = "smoke", data_dir=None,
+                progress: bool = True, wait: bool = False, n_eval: int | None = None, steps: int | None = None,
+                options: Mapping | None = None, arch: str = "mlp", command: str | None = None,
+                log: Callable[[str], None] | None = None) -> list[RunResult]:
+    """Train ``model`` at every point of ``grid`` (``{"beta": [1, 2, 4]}``) and seed, one run
+    folder per point under ``out`` (``out/beta=1_seed=0``, ...), as :func:`train_run` trains
+    one; returns their :class:`RunResult`.
+
+    With ``vectorise`` (the default) the unfinished runs that can share one stacked model
+    (:func:`.vectorised.stack_key`: the section 7 family, Gaussian MLP encoder, Bernoulli MLP
+    decoder, N(0, I), terms among log p(x|z), KL(q(z|x) || p(z)), -ELBO, MMD; the same
+    optimiser, batch size and steps) train together as one
+    :class:`~.vectorised.VectorisedTrainer` (checkpointed in ``out/.stacks/``: an interrupted
+    sweep resumes each stack exactly); every other run trains alone with the
+    :class:`~.train.Trainer`, as ``vectorise=False`` trains them all. Each run draws its own
+    batches and noise, so its result does not depend on the runs it is stacked with; the two
+    paths draw different noise (the Trainer from torch's global generator, a stack from one
+    generator per run), so they agree in distribution, not bit for bit. Every point is checked
+    before anything is written; finished runs are skipped.
+    """
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    from lagrangian_family.files import atomic_write, check_output_folder
+
+    from . import recipes
+    from .vectorised import VectorisedTrainer, stack_key
+
+    root = check_output_folder(out, "--out")
+    points = sweep_points(dict(grid or {}), [int(s) for s in seeds])
+    data_dir = _check_data(data, data_dir)
+    opts = dict(options or {})
+    if steps is not None:
+        opts["steps"] = int(steps)
+    common = dict(data=data, budget=budget, data_dir=data_dir, progress=progress, wait=wait, n_eval=n_eval,
+                  options=opts, arch=arch, log=log)
+    plans = []
+    for params, seed in points:  # everything is checked before anything is written
+        _check_seed(seed)
+        classification = _computable(model, params)
+        recipe = recipes.recipe(model, data=data, arch=arch, params=dict(params), budget=budget, seed=seed, **opts)
+        identity = run_identity(model, data=data, budget=budget, params=params, seed=seed, arch=arch,
+                                recipe=recipe.to_dict())
+        folder = root / _point_name(params, seed)
+        _check_folder(folder, identity)
+        plans.append({"params": params, "seed": seed, "recipe": recipe, "identity": identity, "out": folder,
+                      "classification": classification})
+    results: dict[Path, RunResult] = {}
+    todo = []
+    for p in plans:
+        finished, _ = read_finished(p["out"], p["identity"])
+        if finished is not None:
+            results[p["out"]] = RunResult(p["out"], "skipped", finished)
+        elif vectorise and not (p["out"] / CHECKPOINT_FILE).exists():
+            todo.append(p)
+    groups: dict[tuple, list] = {}
+    if todo:
+        train = todo[0]["recipe"].load_data("train", data_dir)
+        for p in todo:
+            p["loss_fn"] = p["recipe"].build(example_x=train[:8])
+            try:
+                p["shadow"] = _shadow(p["loss_fn"], p["recipe"])
+                key = stack_key(p["shadow"])
+            except ObjectiveError as e:
+                log(f"{p['out'].name}: trained alone (it cannot be stacked: {str(e).splitlines()[0]})")
+                continue
+            t = p["recipe"].training
+            key = (key, json.dumps(t["model_optimizer"], sort_keys=True), t["batch_size"], t["steps"],
+                   t.get("max_grad_norm"))
+            groups.setdefault(key, []).append(p)
+    root.mkdir(parents=True, exist_ok=True)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        locks = []
+        try:
+            for p in group:
+                p["out"].mkdir(exist_ok=True)
+                locks.append(_lock(p["out"], wait, log))
+                atomic_write(p["out"] / RUN_FILE, json.dumps(p["identity"], indent=1, sort_keys=True))
+            t = group[0]["recipe"].training
+            total, spec = int(t["steps"]), t["model_optimizer"]
+            name = _stack_name([p["out"].name for p in group])
+            (root / STACKS_DIR).mkdir(exist_ok=True)
+            ckpt = root / STACKS_DIR / f"{name}.pt"
+
+            def adam(params, spec=spec):
+                return torch.optim.Adam(params, lr=float(spec["lr"]), betas=tuple(spec["betas"]), fused=True)
+
+            vt = VectorisedTrainer([p["shadow"] for p in group], [train] * len(group), batch_size=int(t["batch_size"]),
+                                   seeds=[p["seed"] for p in group], model_optimizer=adam,
+                                   max_grad_norm=t.get("max_grad_norm"), log_csv=[p["out"] / LOG_FILE for p in group],
+                                   progress=progress, checkpoint=ckpt, checkpoint_every=max(100, total // 20))
+            status = "trained"
+            if ckpt.exists():
+                vt.load(ckpt)
+                status = "resumed"
+                log(f"{root}: resuming a stack of {len(group)} runs at step {vt.step_count} of {total}")
+            log(f"{root}: training {len(group)} runs as one vectorised stack: "
+                + ", ".join(p["out"].name for p in group))
+            t0 = time.perf_counter()
+            if total - vt.step_count > 0:
+                vt.train(total - vt.step_count)
+            vt.unstack()
+            seconds = (time.perf_counter() - t0) / len(group)
+            for m, p in enumerate(group):
+                if m in vt.failures:
+                    log(f"{p['out'].name}: failed: {str(vt.failures[m]).splitlines()[0]}")
+                    results[p["out"]] = RunResult(p["out"], "failed")
+                    continue
+                metrics = _finish(p["out"], p["loss_fn"], p["recipe"], p["identity"], p["classification"], None,
+                                  None, data_dir, n_eval or N_EVAL[data], vt.step_count, status, seconds,
+                                  command or _default_command(model, data, budget, p["params"], p["seed"], p["out"]),
+                                  trainer_kind=f"VectorisedTrainer (a stack of {len(group)})")
+                results[p["out"]] = RunResult(p["out"], status, metrics)
+            if ckpt.exists():
+                ckpt.unlink()  # every run of the stack is finished
+        finally:
+            for lock in locks:
+                lock.release()
+    for p in plans:
+        if p["out"] not in results:
+            results[p["out"]] = train_run(model, out=p["out"], params=p["params"], seed=p["seed"],
+                                          command=command or _default_command(model, data, budget, p["params"],
+                                                                              p["seed"], p["out"]), **common)
+    return [results[p["out"]] for p in plans]
+
+
+def _stack_name(names: list[str]) -> str:
+    """A short stable name for a stack of runs (its checkpoint's file name).
+
+    >>> _stack_name(["beta=1_seed=0", "beta=4_seed=0"]) == _stack_name(["beta=1_seed=0", "beta=4_seed=0"])
+    True
+    """
+    import hashlib
+
+    return "stack-" + hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
