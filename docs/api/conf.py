@@ -43,6 +43,7 @@ PUBLIC_MODULES = [
     "lagrangian_family.backends.torch.checkpoint",
     "lagrangian_family.backends.torch.distributed",
     "lagrangian_family.backends.torch.tensorboard",
+    "lagrangian_family.backends.torch.recipes",
     "lagrangian_family.backends.torch.runs",
     "lagrangian_family.backends.exact",
     "lagrangian_family.data",

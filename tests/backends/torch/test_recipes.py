@@ -1,0 +1,210 @@
+"""Recipes: every zoo model builds, compiles and trains at the smoke budget on the digits; the
+defaults are what the documentation says; round trips; typed errors; the inverted domain."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import lagrangian_family as lf
+from lagrangian_family.backends.torch import Model, load_model, save_model
+from lagrangian_family.backends.torch.components import CodePrior, LaplaceConvTranslator, MLPCritic
+from lagrangian_family.backends.torch.recipes import BUDGETS, OPTIONS, Recipe, RecipeError, recipe
+from lagrangian_family.data import load_digits
+from lagrangian_family.data_sources import resolve_source
+
+ADVERSARIAL_ONLY = ("ali", "bigan", "infogan")
+
+
+@pytest.mark.parametrize("name", lf.zoo.names())
+def test_every_zoo_model_builds_compiles_and_trains_at_smoke(name):
+    r = recipe(name, data="digits", budget="smoke")
+    x = r.load_data()
+    assert tuple(x.shape[1:]) == r.x_shape == (64,)
+    loss_fn = r.build(example_x=x[:8])
+    before = [p.detach().clone() for p in loss_fn.model_parameters()]
+    trainer = r.trainer(loss_fn, x, progress=False)
+    history = trainer.train(r.training["steps"])
+    assert trainer.step_count == r.training["steps"] == BUDGETS["smoke"]["digits"]["steps"]
+    assert all(np.isfinite(row["loss"]) for row in history)
+    moved = [not torch.equal(b, p.detach()) for b, p in zip(before, loss_fn.model_parameters())]
+    assert any(moved)
+    # the trainer got the recipe's optimisers
+    assert trainer.model_optimizer.param_groups[0]["lr"] == r.training["model_optimizer"]["lr"]
+    assert trainer.model_optimizer.param_groups[0]["betas"] == tuple(r.training["model_optimizer"]["betas"])
+    if trainer.critic_optimizer is not None:
+        assert trainer.critic_optimizer.param_groups[0]["lr"] == r.training["critic_optimizer"]["lr"]
+
+
+@pytest.mark.parametrize("name", lf.zoo.names())
+def test_round_trip_through_json(name):
+    r = recipe(name, data="digits", budget="smoke")
+    d = json.loads(json.dumps(r.to_dict()))
+    assert Recipe.from_dict(d) == r
+    assert Recipe.from_dict(d).to_dict() == d
+
+
+@pytest.mark.parametrize("name", ["ali", "bigan", "alice", "as_vae", "avb"])
+def test_joint_critics_have_dropout_and_spectral_norm(name):
+    r = recipe(name, data="digits", budget="smoke")
+    loss_fn = r.build()
+    critics = [e.critic for e in loss_fn.estimators if isinstance(getattr(e, "critic", None), torch.nn.Module)]
+    assert critics and all(isinstance(c, MLPCritic) for c in critics)
+    for c in critics:
+        linears = [m for m in c.modules() if isinstance(m, torch.nn.Linear)]
+        assert linears and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in linears)
+        assert any(isinstance(m, torch.nn.Dropout) and m.p == pytest.approx(0.2) for m in c.modules())
+
+
+def test_spectral_norm_bounds_the_critic_layers():
+    # the largest singular value of each normalised weight is 1 after enough power iterations
+    torch.manual_seed(0)
+    c = MLPCritic(10, hidden=(16, 16), spectral_norm=True)
+    c.train()
+    for _ in range(50):
+        c(torch.randn(4, 10))
+    for m in c.modules():
+        if isinstance(m, torch.nn.Linear):
+            assert torch.linalg.matrix_norm(m.weight.detach(), ord=2) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_options_turn_defaults_off_and_on():
+    r = recipe("ali", data="digits", budget="smoke", spectral_norm=False, critic_dropout=0.0, r1=10.0)
+    critic = next(iter(r.compile_options["critics"].values()))["config"]
+    assert critic["spectral_norm"] is False and critic["dropout"] == 0.0
+    assert r.compile_options["estimators"] == {"JS": "gan:r1=10"}
+    loss_fn = r.build()
+    gan = next(e for e in loss_fn.estimators if type(e).__name__ == "GANEstimator")
+    assert gan.r1 == 10.0
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m, "weight")
+                   for m in gan.critic.modules() if isinstance(m, torch.nn.Linear))
+    assert recipe("ali", data="digits", lr=1e-4, steps=7).training["model_optimizer"]["lr"] == 1e-4
+    assert recipe("ali", data="digits", steps=7).training["steps"] == 7
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL_ONLY)
+def test_purely_adversarial_models_get_gan_defaults(name):
+    r = recipe(name, data="digits")
+    t = r.training
+    assert t["model_optimizer"] == {"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}
+    assert t["critic_optimizer"] == {"name": "adam", "lr": 4e-4, "betas": [0.5, 0.999]}
+    assert t["binarize"] is None  # grey levels: the generator's outputs are continuous
+    assert r.components["decoder"]["config"]["output"] == "sigmoid"
+    assert "TTUR" in r.reasons["optimisers"]
+
+
+@pytest.mark.parametrize("name", ["vae", "aae", "wae", "alice", "vae_gan", "cyclegan"])
+def test_models_with_a_reconstruction_term_keep_adam_1e3(name):
+    r = recipe(name, data="digits")
+    assert r.training["model_optimizer"]["lr"] == 1e-3
+
+
+def test_wasserstein_term_gets_five_critic_steps():
+    r = recipe("-E_{q(x,z)}[log p(x|z)] + W(q(z) || p(z))", data="digits", budget="smoke")
+    assert r.training["n_critic"] == 5
+    assert r.name is None and "W(q(z) || p(z))" in r.compile_options["critics"]
+
+
+def test_text_objective_without_likelihood_gets_a_generator():
+    r = recipe("JS(q(x) || p(x))", data="digits", budget="smoke")
+    assert r.components["decoder"]["class"] == "DeterministicMLPDecoder"
+    x = r.load_data()
+    r.trainer(r.build(example_x=x[:4]), x, progress=False).train(3)
+
+
+def test_zoo_parameters_and_aliases():
+    assert recipe("beta_vae", data="digits").params == {"beta": 4.0}
+    assert recipe("beta_vae", data="digits", params={"beta": 2}).params == {"beta": 2.0}
+    assert recipe("aae", data="digits", params={"lam": 3}).params == {"lambda": 3.0}
+    loss_fn = recipe("beta_vae", data="digits", budget="smoke", params={"beta": 2}).build()
+    assert loss_fn.defaults["beta"] == 2.0
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"objective": "E_{q(z)}[JS(q(x|z) || p(x|z))]"}, "not computable"),
+    ({"objective": "vae", "data": "cifar"}, "unknown dataset"),
+    ({"objective": "vae", "budget": "huge"}, "unknown budget"),
+    ({"objective": "vae", "arch": "resnet"}, "unknown architecture"),
+    ({"objective": "vae", "stepz": 3}, "unknown recipe option"),
+    ({"objective": "vae", "decoder": "generator"}, "needs log p(x|z)"),
+    ({"objective": "vmi", "encoder": "deterministic"}, "needs log q(z|x)"),
+    ({"objective": "vae", "binarize": None}, "Bernoulli decoder"),
+    ({"objective": "beta_vae", "params": {"gamma": 1.0}}, "no parameter"),
+])
+def test_typed_errors(kwargs, words):
+    objective = kwargs.pop("objective")
+    with pytest.raises(RecipeError) as e:
+        recipe(objective, **{"data": "digits", **kwargs})
+    assert words in str(e.value) and "expected:" in str(e.value) and "fix:" in str(e.value)
+
+
+def test_from_dict_rejects_what_is_no_recipe():
+    with pytest.raises(RecipeError, match="not a recipe"):
+        Recipe.from_dict({"objective": "vae"})
+
+
+def test_every_option_is_documented():
+    assert set(OPTIONS) >= {"spectral_norm", "critic_dropout", "r1", "lr", "critic_lr", "betas", "critic_betas",
+                            "n_critic", "decoder_sample", "binarize", "steps", "batch_size"}
+    doc = recipe.__module__ and __import__(recipe.__module__, fromlist=["x"]).__doc__
+    for cited in ("Miyato", "Dumoulin", "Heusel", "Mescheder", "Gulrajani"):
+        assert cited in doc
+
+
+def test_inverted_domain_source_and_translation():
+    x, _ = load_digits()
+    inv = resolve_source({"dataset": "digits", "split": "all", "transform": "invert"})
+    np.testing.assert_allclose(inv, 1.0 - x, atol=1e-7)
+    r = recipe("cyclegan", data="digits", budget="smoke")
+    assert r.domain == {"dataset": "digits", "split": "train", "transform": "invert"}
+    loss_fn = r.build()
+    prior = loss_fn.components.prior.obj
+    train = resolve_source({"dataset": "digits", "split": "train"})
+    np.testing.assert_allclose(prior.data.numpy(), 1.0 - train, atol=1e-7)
+    model = Model(loss_fn)
+    y = model.translate(torch.from_numpy(inv[:5]))
+    assert tuple(y.shape) == (5, 64) and bool(((y >= 0) & (y <= 1)).all())
+
+
+def test_translator_is_an_l1_cost_over_its_scale():
+    t = LaplaceConvTranslator(side=8, width=4, scale=0.1)
+    x = torch.rand(3, 64)
+    d = t(x)
+    target = torch.rand(3, 64)
+    by_hand = -(target - d.mean).abs().sum(1) / 0.1 - 64 * np.log(2 * 0.1)
+    torch.testing.assert_close(d.log_prob(target), by_hand)
+
+
+def test_code_prior_and_encoder_density():
+    torch.manual_seed(0)
+    p = CodePrior(4, 2, 3)
+    z = p.sample_codes(6, torch.tensor([0, 1, 2, 3, 0, 1]))
+    assert z[:, :4].argmax(1).tolist() == [0, 1, 2, 3, 0, 1]
+    assert bool((z[:, 4:6].abs() <= 1).all())
+    r = recipe("infogan", data="digits", budget="smoke")
+    loss_fn = r.build()
+    q = loss_fn.encoder(torch.rand(6, 64))
+    z = loss_fn.components.prior.obj.sample(6)
+    k, m = 10, 2
+    c, u, e = z[:, :k], z[:, k:k + m], z[:, k + m:]
+    by_hand = ((c * torch.log_softmax(q.logits, -1)).sum(1)
+               + torch.distributions.Normal(q.loc, q.scale).log_prob(u).sum(1)
+               + torch.distributions.Normal(0.0, 1.0).log_prob(e).sum(1))
+    torch.testing.assert_close(q.log_prob(z), by_hand)
+
+
+def test_saved_recipe_model_loads(tmp_path):
+    for name in ("ali", "infogan", "cyclegan"):
+        r = recipe(name, data="digits", budget="smoke")
+        x = r.load_data()
+        loss_fn = r.build(example_x=x[:4])
+        r.trainer(loss_fn, x, progress=False).train(2)
+        folder = tmp_path / name
+        folder.mkdir()
+        save_model(folder / "model.pt", loss_fn, recipe=r.to_dict())
+        model = load_model(folder)
+        torch.testing.assert_close(model.sample(4, seed=3), Model(loss_fn).sample(4, seed=3))
+        assert Recipe.from_dict(model.metadata["recipe"]) == r
