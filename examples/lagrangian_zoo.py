@@ -1,21 +1,27 @@
 """The Lagrangian version of zoo models (issue 8, item 5): the information moves in the chosen
 direction while every constraint ends satisfied.
 
-For each model (LagVAE, ALICE and InfoGAN by default) on scikit-learn's digits (binarised at 0.5;
-the evaluation module's split: 1,497 training images, 300 held out):
+For each model (LagVAE, ALICE and InfoGAN by default) on scikit-learn's digits, with the
+components, critics and optimisers that ``recipes.recipe(model, data="digits", budget=...)``
+chooses for the original model (``compile_with_recipe``), and the evaluation module's split
+(1,497 training images, of which the last 300 are held out for the dual updates, and 300 test
+images that judge):
 
 1. the reference run of section 6 (eq. 19): the model's dual-form constraints trained alone, with
    the original model's multipliers fixed (``lagrangian_of(...).reference()``), then measured on the
    held-out images: ε̂;
 2. for the two directions of the model's information term (I_q for LagVAE and ALICE, I_p for
    InfoGAN), ``lagrangian_of(model, preference=..., reference=ε̂, slack=...)`` trained from the same
-   initial weights, λ learned by RMSProp ascent (TF1 semantics, as the authors');
-3. measured on the held-out images: every constraint's final value, its violation D − ε and the
+   initial weights, λ learned by RMSProp ascent (TF1 semantics, as the authors') on the
+   constraints measured on held-out batches (``HeldOut``);
+3. measured on the test images: every constraint's final value, its violation D − ε and the
    violation's standard error over batches; the primal's bound; and the information by estimators
    that do not know the objective: for I_q, eq. 21 (a KDE of q(z), the paper's estimate) and the
    accuracy of a linear probe predicting the digit from z; for I_p, a Barber-Agakov lower bound
-   with a fresh MLP regressor (scikit-learn) fitted to recover z from generated images
-   (I_p >= H(z) + E log N(z; f(x), σ²), f and σ² fitted on one half, evaluated on the other).
+   with fresh scikit-learn networks fitted to recover z from generated images (I_p >= H(z) +
+   E log q̂(z|x), q̂ fitted on one half of the generated pairs and evaluated on the other; for
+   InfoGAN's code the categorical code and the continuous codes, the noise left out), and for
+   InfoGAN how well the categorical code picks the digit (``evaluate.code_recovery``).
 
 Each run writes ``runs/<name>.json`` in the output folder (a finished run is skipped when the
 script runs again); the README table is generated from those files.
@@ -37,91 +43,125 @@ import numpy as np
 import torch
 
 from lagrangian_family.backends.torch import (
-    BernoulliMLPDecoder,
-    GaussianMLPEncoder,
+    HeldOut,
     RMSPropAscent,
-    StandardNormalPrior,
-    Trainer,
+    compile_with_recipe,
     lagrangian_of,
     measure_constraints,
 )
 from lagrangian_family.backends.torch.metrics import mutual_information_kde
+from lagrangian_family.backends.torch.recipes import recipe
+from lagrangian_family.errors import ObjectiveError
 from lagrangian_family.files import atomic_write
 
-#: model -> (the information it moves, the slack per constraint: absolute in the constraint's units
-#: or relative to the reference's value)
+#: each demonstration: the objective given to lagrangian_of (and its keywords), the zoo model whose
+#: recipe supplies components, critics and optimisers (with options), the information it moves, and
+#: the slack per constraint (absolute in the constraint's units, or relative to ε̂)
 MODELS = {
-    "lagvae": ("q", {"KL(q(x,z) || p(x,z))": 1.0, "MMD(q(z) || p(z))": "50%"}),
-    "alice": ("q", {"E_{q(z)}[KL(q(x|z) || p(x|z))]": 1.0, "JS(q(x,z) || p(x,z))": 0.05}),
-    "infogan": ("p", {"E_{p(x)}[KL(p(z|x) || q(z|x))]": 1.0, "JS(q(x) || p(x))": 0.05}),
+    "lagvae": {"objective": "lagvae", "recipe": "lagvae", "options": {"binarize": "fixed"}, "family": "q",
+               "slack": {"KL(q(x,z) || p(x,z))": 1.0, "MMD(q(z) || p(z))": "50%"}},
+    "alice": {"objective": "alice", "recipe": "alice", "options": {"binarize": "fixed"}, "family": "q",
+              "slack": {"E_{q(z)}[KL(q(x|z) || p(x|z))]": 1.0, "JS(q(x,z) || p(x,z))": "25%"}},
+    # InfoGAN as its dual form says: recorded as refused or diverging (see the README's notes)
+    "infogan": {"objective": "infogan", "recipe": "infogan", "options": {}, "family": "p",
+                "slack": {"E_{p(x)}[KL(p(z|x) || q(z|x))]": 1.0, "JS(q(x) || p(x))": "25%"}},
+    # the same with a Gaussian q(z|x) over InfoGAN's whole latent, so that the f-GAN estimates compile
+    "infogan-gaussian-q": {"objective": "infogan", "recipe": "infogan", "options": {"encoder": "gaussian"},
+                           "family": "p",
+                           "slack": {"E_{p(x)}[KL(p(z|x) || q(z|x))]": 1.0, "JS(q(x) || p(x))": "25%"}},
+    # InfoGAN with its estimable constraint only: max/min I_p subject to JS(q(x) || p(x)) <= eps
+    "infogan-js": {"objective": "lambda_1 * JS(q(x) || p(x))", "recipe": "infogan", "options": {}, "family": "p",
+                   "lagrangian": {"multipliers": ["lambda_1"], "params": {"lambda_1": 1.0},
+                                  "require_consistency": False},
+                   "slack": {"JS(q(x) || p(x))": "25%"}},
 }
-BUDGETS = {"smoke": {"reference": 30, "steps": 30}, "small": {"reference": 3000, "steps": 3000}}
-Z_DIM, HIDDEN, BATCH = 8, (128,), 100
+#: one batch size for every measurement (ε̂, the held-out dual updates, the test): the MMD's
+#: V-statistic is biased by O(1/n), so values measured on batches of different sizes differ
+MEASURE_BATCH = 60
+HELD_OUT = 300
 
 
-def _data():
-    from lagrangian_family.evaluate.common import load_split
-
-    s = load_split("digits")
-    binar = lambda a: torch.tensor((a > 0.5).astype(np.float32))  # noqa: E731
-    return s, binar(s.x_train), binar(s.x_test)
+def _data(r):
+    x = r.load_data("train")
+    return x[:-HELD_OUT], x[-HELD_OUT:], r.load_data("test")
 
 
-def _components(seed: int):
-    torch.manual_seed(seed)
-    return (GaussianMLPEncoder(64, Z_DIM, hidden=HIDDEN), BernoulliMLPDecoder(Z_DIM, 64, hidden=HIDDEN),
-            StandardNormalPrior(Z_DIM))
+def _generate(dec, z):
+    out = dec(z)
+    return out.mean if hasattr(out, "mean") and not isinstance(out, torch.Tensor) else out
 
 
-def _per_batch(loss_fn, x, batch: int = 50) -> np.ndarray:
-    """Each constraint's value on consecutive held-out batches (rows), for a standard error."""
-    rows = []
-    for i in range(0, x.shape[0], batch):
-        rows.append(measure_constraints(loss_fn, x[i:i + batch], batch_size=batch).tolist())
-    return np.array(rows)
+def _per_batch(loss_fn, x, batch: int = MEASURE_BATCH) -> np.ndarray:
+    """Each constraint's value on consecutive test batches (rows), for a standard error."""
+    return np.array([measure_constraints(loss_fn, x[i:i + batch], batch_size=batch).tolist()
+                     for i in range(0, x.shape[0], batch)])
 
 
-def _information(enc, dec, split, x_train, x_test, family: str, seed: int) -> dict:
-    """Estimates of the model's information that do not know its objective."""
-    from sklearn.model_selection import train_test_split
+def _ba_gaussian(xa, xb, za, zb, entropy_per_dim, seed) -> float:
+    """Barber-Agakov: H(z) + E log N(z; f(x), σ²) with f a fresh MLP regressor and σ² fitted on
+    the first half, the expectation on the second half."""
     from sklearn.neural_network import MLPRegressor
 
-    from lagrangian_family.evaluate import probe_encoder
-
-    out = {}
-    with torch.no_grad():
-        torch.manual_seed(seed)
-        out["I_q_kde"] = float(mutual_information_kde(enc, x_train, x_test))
-    probe = probe_encoder(enc, "digits", preprocess=lambda a: (a > 0.5).astype(np.float32))
-    out["probe_accuracy"] = float(probe["accuracy"])
-    # Barber-Agakov lower bound of I_p with a regressor that has never seen the objective
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(4000, Z_DIM, generator=g)
-    with torch.no_grad():
-        xg = dec(z).mean.numpy()
-    xa, xb, za, zb = train_test_split(xg, z.numpy(), test_size=0.5, random_state=seed)
     reg = MLPRegressor(hidden_layer_sizes=(128,), max_iter=300, random_state=seed).fit(xa, za)
     var = np.maximum(((reg.predict(xa) - za) ** 2).mean(0), 1e-6)
     mse = ((reg.predict(xb) - zb) ** 2).mean(0)
-    out["I_p_regressor"] = float((0.5 * (1.0 + np.log(1.0 / var) - mse / var)).sum())
+    return float(np.sum(entropy_per_dim - 0.5 * np.log(2 * np.pi * var) - 0.5 * mse / var))
+
+
+def _information(fn, x_train, x_test, prior_class: str, seed: int) -> dict:
+    """Estimates of the model's information that do not know its objective."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+
+    from lagrangian_family.evaluate import code_recovery, probe_encoder
+
+    enc, dec, prior = fn.encoder, fn.decoder, fn.prior
+    out = {}
+    torch.manual_seed(seed)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if prior_class == "CodePrior":
+            k, m = prior.n_categories, prior.n_continuous
+            z = prior.sample(4000)
+            xg = _generate(dec, z).numpy()
+            c, u = z[:, :k].argmax(1).numpy(), z[:, k:k + m].numpy()
+            xa, xb, ca, cb, ua, ub = train_test_split(xg, c, u, test_size=0.5, random_state=seed)
+            clf = MLPClassifier(hidden_layer_sizes=(128,), max_iter=300, random_state=seed).fit(xa, ca)
+            p = np.clip(clf.predict_proba(xb)[np.arange(len(cb)), np.searchsorted(clf.classes_, cb)], 1e-12, 1)
+            i_c = float(math.log(k) + np.log(p).mean())
+            i_u = _ba_gaussian(xa, xb, ua, ub, math.log(2.0), seed)  # u uniform on [-1, 1]: H = log 2 per code
+            out.update({"I_p_code_lower_bound": i_c + i_u, "I_p_categorical": i_c, "I_p_continuous": i_u})
+            codes = torch.arange(500) % k
+            imgs = _generate(dec, prior.sample_codes(500, codes)).numpy()
+            out["code_recovery"] = float(code_recovery(imgs, codes.numpy(), "digits")["accuracy"])
+        else:
+            z = prior.sample(4000)
+            xg = _generate(dec, z).numpy()
+            xa, xb, za, zb = train_test_split(xg, z.numpy(), test_size=0.5, random_state=seed)
+            out["I_p_lower_bound"] = _ba_gaussian(xa, xb, za, zb, 0.5 * math.log(2 * math.pi * math.e), seed)
+            out["I_q_kde"] = float(mutual_information_kde(enc, x_train, x_test))
+            out["probe_accuracy"] = float(probe_encoder(enc, "digits",
+                                                        preprocess=lambda a: (a > 0.5).astype(np.float32))["accuracy"])
     return out
 
 
-def _samples(dec) -> dict:
+def _samples(fn) -> dict:
     from lagrangian_family.evaluate import score_samples
 
     torch.manual_seed(123)
     with torch.no_grad():
-        x = dec(torch.randn(500, Z_DIM)).mean.numpy()
+        x = _generate(fn.decoder, fn.prior.sample(500)).numpy()
     s = score_samples(x, "digits")
     return {"classes_covered": int(s["classes_covered"]), "confidence": float(s["confidence"]),
             "confidence_real": float(s["reference"]["confidence"])}
 
 
-def _train(loss_fn, x_train, steps: int, updater, seed: int) -> tuple[list[dict], float]:
+def _train(r, loss_fn, x_train, steps: int, updater) -> tuple[list[dict], float]:
     t = time.process_time()
-    trainer = Trainer(loss_fn, x_train, batch_size=BATCH, updater=updater, progress=False, seed=seed,
-                      log_every=max(1, steps // 50))
+    trainer = r.trainer(loss_fn, x_train, updater=updater, progress=False, log_every=max(1, steps // 50))
     rows = trainer.train(steps)
     return rows, time.process_time() - t
 
@@ -138,60 +178,87 @@ def _done(path: Path) -> dict | None:
     return rec if isinstance(rec, dict) and rec.get("finished") else None
 
 
-def run_model(model: str, budget: dict, out: Path, seed: int, dual_lr: float) -> None:
-    family, slack = MODELS[model]
-    split, x_train, x_test = _data()
+def _lagrangian(spec: dict, preference: str, **kw):
+    return lagrangian_of(spec["objective"], preference=preference, **spec.get("lagrangian", {}), **kw)
+
+
+def run_model(name: str, budget: str, out: Path, dual_lr: float) -> None:
+    spec = MODELS[name]
+    family, slack = spec["family"], spec["slack"]
+    r = recipe(spec["recipe"], data="digits", budget=budget, **spec["options"])
+    steps, seed = r.training["steps"], r.training["seed"]
+    prior_class = r.components["prior"]["class"]
+    x_train, x_val, x_test = _data(r)
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    compile_kw = {"decoder_sample": "mean"}
-    ref_path = runs / f"{model}-reference.json"
+    ref_path = runs / f"{name}-reference.json"
     ref = _done(ref_path)
-    base = lagrangian_of(model, preference=f"maximise-I{family}")
+    base = _lagrangian(spec, f"maximise-I{family}")
+    head = {"model": name, "objective": spec["objective"], "names": list(base.names), "steps": steps,
+            "recipe": r.to_dict()}
     if ref is None:
-        enc, dec, prior = _components(seed)
-        ref_fn = base.reference().compile(encoder=enc, decoder=dec, prior=prior, **compile_kw)
-        _, cpu = _train(ref_fn, x_train, budget["reference"], None, seed)
+        try:
+            ref_fn = compile_with_recipe(base.reference(), r)
+        except ObjectiveError as e:
+            ref = {**head, "preference": "reference (eq. 19)", "refused": str(e), "finished": True}
+            _write(ref_path, ref)
+            print(f"{name}: refused: {str(e).splitlines()[0]}", flush=True)
+            return
+        _, cpu = _train(r, ref_fn, x_train, steps, None)
+        eps_hat = measure_constraints(ref_fn, x_val, batch_size=MEASURE_BATCH)
         per = _per_batch(ref_fn, x_test)
-        ref = {"model": model, "preference": "reference (eq. 19)", "names": list(base.names),
-               "reference_multipliers": list(base.reference_multipliers), "steps": budget["reference"],
-               "constraints": per.mean(0).tolist(), "cpu_seconds": cpu,
-               "information": _information(enc, dec, split, x_train, x_test, family, seed),
-               "samples": _samples(dec), "finished": True}
+        ref = {**head, "preference": "reference (eq. 19)", "reference_multipliers": list(base.reference_multipliers),
+               "epsilon_hat": eps_hat.tolist(), "constraints": per.mean(0).tolist(), "cpu_seconds": cpu,
+               "information": _information(ref_fn, x_train, x_test, prior_class, seed),
+               "samples": _samples(ref_fn), "finished": True}
         _write(ref_path, ref)
-        print(f"{model} reference: {dict(zip(ref['names'], np.round(ref['constraints'], 4)))}", flush=True)
+        print(f"{name} reference: {dict(zip(ref['names'], np.round(ref['epsilon_hat'], 4)))} {ref['information']}",
+              flush=True)
+    if "refused" in ref:
+        return
     for direction in ("maximise", "minimise"):
         pref = f"{direction}-I{family}"
-        path = runs / f"{model}-{pref}.json"
+        path = runs / f"{name}-{pref}.json"
         if _done(path) is not None:
             continue
-        lag = lagrangian_of(model, preference=pref, reference=ref["constraints"], slack=slack)
-        enc, dec, prior = _components(seed)
-        loss_fn = lag.compile(encoder=enc, decoder=dec, prior=prior, **compile_kw)
-        updater = RMSPropAscent(lag, lr=dual_lr, lower=0.001, upper=100.0)
-        rows, cpu = _train(loss_fn, x_train, budget["steps"], updater, seed)
+        lag = _lagrangian(spec, pref, reference=ref["epsilon_hat"], slack=slack, init="original")
+        try:
+            loss_fn = compile_with_recipe(lag, r)
+        except ObjectiveError as e:
+            _write(path, {**head, "preference": pref, "refused": str(e), "finished": True})
+            print(f"{name} {pref}: refused: {str(e).splitlines()[0]}", flush=True)
+            continue
+        updater = HeldOut(RMSPropAscent(lag, lr=dual_lr, lower=0.001, upper=1000.0), loss_fn, x_val,
+                          batch_size=MEASURE_BATCH)
+        rows, cpu = _train(r, loss_fn, x_train, steps, updater)
         per = _per_batch(loss_fn, x_test)
         values = per.mean(0)
-        se = per.std(0, ddof=1) / math.sqrt(per.shape[0]) if per.shape[0] > 1 else np.zeros_like(values)
+        se = per.std(0, ddof=1) / math.sqrt(per.shape[0])
         eps = lag.epsilon.numpy()
         with torch.no_grad():
             torch.manual_seed(seed)
             primal = float(loss_fn(x_test).primal)
-        rec = {"model": model, "preference": pref, "names": list(lag.names), "epsilon": eps.tolist(),
-               "slack": [slack[n] for n in lag.names], "steps": budget["steps"], "cpu_seconds": cpu,
+        rec = {**head, "preference": pref, "epsilon": eps.tolist(),
+               "slack": [slack[n] for n in lag.names], "cpu_seconds": cpu,
                "constraints": values.tolist(), "violations": (values - eps).tolist(),
                "violation_se": se.tolist(), "multipliers": lag.multipliers.tolist(), "primal_bound": primal,
-               "bound": lag.form.bound, "information": _information(enc, dec, split, x_train, x_test, family, seed),
-               "samples": _samples(dec),
-               "curve": [{k: r[k] for k in r if k == "step" or k.startswith(("lambda", "violation"))}
-                         for r in rows[:: max(1, len(rows) // 20)]],
+               "bound": lag.form.bound, "information": _information(loss_fn, x_train, x_test, prior_class, seed),
+               "samples": _samples(loss_fn), "dual_lr": dual_lr,
+               "curve": [{k: v for k, v in row.items() if k == "step" or k.startswith(("lambda", "violation"))}
+                         for row in rows[:: max(1, len(rows) // 20)]],
                "finished": True}
         _write(path, rec)
-        print(f"{model} {pref}: violations {np.round(rec['violations'], 4)} ± {np.round(se, 4)}, "
+        print(f"{name} {pref}: violations {np.round(rec['violations'], 4)} ± {np.round(se, 4)}, "
               f"information {rec['information']}", flush=True)
 
 
 def _fmt(v, digits=3) -> str:
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+
+def _key(rec) -> str:
+    info = rec["information"]
+    return next(k for k in ("I_q_kde", "I_p_code_lower_bound") if k in info)
 
 
 def readme(out: Path, command: str) -> str:
@@ -204,57 +271,78 @@ def readme(out: Path, command: str) -> str:
     lines = ["# The Lagrangian version of zoo models (issue 8, item 5)", "",
              "Generated by `examples/lagrangian_zoo.py` from `runs/*.json` (do not edit by hand).", "",
              f"Command: `{command}`", "",
-             "Data: scikit-learn's digits binarised at 0.5 (1,497 training images; every number below is measured "
-             "on the 300 held-out images). Components: Gaussian MLP encoder and Bernoulli MLP decoder "
-             f"(hidden {HIDDEN}, latent {Z_DIM}, decoder means as the generator's output), N(0, I) prior, the "
-             "backend's default critics and Trainer optimisers (Adam 1e-3; critics Adam 1e-3, betas (0.5, 0.9)). "
-             "ε = ε̂ + slack, ε̂ from the reference run (section 6, eq. 19: the constraints alone with the original "
-             "model's multipliers). λ by RMSProp ascent from 1, clipped to [0.001, 100].", "",
-             "Information, estimated without the objective: I_q by eq. 21 (KDE of q(z), nats), the accuracy of a "
-             "linear probe of the digit from z, I_p by a Barber-Agakov lower bound with a fresh MLP regressor "
-             "recovering z from generated images (nats). A constraint counts as satisfied when its held-out "
-             "violation D − ε is at most twice its standard error over 6 held-out batches.", ""]
+             "Data: scikit-learn's digits (the evaluation module's split: the last 300 of the 1,497 training images "
+             "are held out for ε̂ and the dual updates, the other 1,197 train the model, and every number below is "
+             "measured on the 300 test images). Components, critics and optimisers: the recipe of the original model "
+             "(`recipes.recipe(model, data='digits', budget=...)`, in each run's JSON), with a critic of the recipe's "
+             "kind for every term of the Lagrangian that needs one (`compile_with_recipe`). ε = ε̂ + slack, ε̂ from "
+             "the reference run (section 6, eq. 19: the constraints alone with the original model's multipliers, "
+             "measured on the held-out images). λ starts at the original model's multipliers (`init='original'`) and "
+             "ascends by RMSProp (TF1 semantics) on the constraints measured on held-out batches (`HeldOut`), "
+             f"clipped to [0.001, 1000]. Every constraint is measured on batches of {MEASURE_BATCH} (the MMD's "
+             "V-statistic is biased by O(1/n)).", "",
+             "Information, estimated without the objective: I_q by eq. 21 (KDE of q(z), nats) and the test accuracy "
+             "of a linear probe of the digit from z; I_p by a Barber-Agakov lower bound with fresh scikit-learn "
+             "networks recovering z from generated images (nats; for InfoGAN the categorical and continuous codes, "
+             "and the share of generated digits the categorical code picks, Hungarian-matched). A constraint counts "
+             "as satisfied when its test violation D − ε is at most twice its standard error over the test batches "
+             f"({MEASURE_BATCH} images each).", ""]
     models = []
     for m, _ in recs:
         if m not in models:
             models.append(m)
     for m in models:
-        fam = MODELS.get(m, ("q",))[0]
-        key = "I_q_kde" if fam == "q" else "I_p_regressor"
+        fam = MODELS.get(m, {}).get("family", "q")
         ref = recs.get((m, "reference (eq. 19)"))
         lines += [f"## {m}", "", f"Moves I_{fam}. Constraints: " + ", ".join(f"`{n}`" for n in
                                                                             (ref or {}).get("names", [])), ""]
-        lines.append(f"| run | {key} | probe accuracy | I_p (regressor) | I_q (KDE) | primal bound | constraint: "
-                     "value, ε, violation ± se | satisfied | λ | classes covered, confidence | CPU s |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        keys = None
+        rows, refused = [], []
         for pref in ("reference (eq. 19)", f"maximise-I{fam}", f"minimise-I{fam}"):
             r = recs.get((m, pref))
             if r is None:
                 continue
+            if "refused" in r:
+                refused.append(f"- {pref}: refused: " + " / ".join(r["refused"].splitlines()))
+                continue
             info = r["information"]
+            keys = keys or [k for k in ("I_q_kde", "probe_accuracy", "I_p_lower_bound", "I_p_code_lower_bound",
+                                        "I_p_categorical", "I_p_continuous", "code_recovery") if k in info]
             if "violations" in r:
-                cons = "<br>".join(f"{n}: {_fmt(v)}, {_fmt(e)}, {_fmt(d)} ± {_fmt(s, 2)}" for n, v, e, d, s in
+                cons = "<br>".join(f"{n}: {_fmt(v)}, ε {_fmt(e)}, {_fmt(d)} ± {_fmt(s, 2)}" for n, v, e, d, s in
                                    zip(r["names"], r["constraints"], r["epsilon"], r["violations"],
                                        r["violation_se"]))
                 ok = all(d <= 2 * s for d, s in zip(r["violations"], r["violation_se"]))
                 sat = "yes" if ok else "**no**"
                 lam = ", ".join(_fmt(v) for v in r["multipliers"])
-                bound = f"{r['primal_bound']:.3g} ({r['bound']})"
+                bound = f"{r['primal_bound']:.4g} ({r['bound']})"
             else:
-                cons = "<br>".join(f"{n}: {_fmt(v)} (= ε̂)" for n, v in zip(r["names"], r["constraints"]))
+                cons = "<br>".join(f"{n}: {_fmt(v)} (ε̂ {_fmt(e)})" for n, v, e in
+                                   zip(r["names"], r["constraints"], r["epsilon_hat"]))
                 sat, lam, bound = "", "fixed " + ", ".join(_fmt(v) for v in r["reference_multipliers"]), ""
             s = r["samples"]
-            lines.append(f"| {pref} | **{info[key]:.3g}** | {info['probe_accuracy']:.3f} | "
-                         f"{info['I_p_regressor']:.3g} | {info['I_q_kde']:.3g} | {bound} | {cons} | {sat} | {lam} | "
-                         f"{s['classes_covered']}, {s['confidence']:.2f} (real {s['confidence_real']:.2f}) | "
-                         f"{r['cpu_seconds']:.0f} |")
+            cells = " | ".join(f"{info[k]:.3g}" for k in keys)
+            rows.append(f"| {pref} | {cells} | {bound} | {cons} | {sat} | {lam} | "
+                        f"{s['classes_covered']}, {s['confidence']:.2f} (real {s['confidence_real']:.2f}) | "
+                        f"{r['cpu_seconds']:.0f} |")
+        lines += refused + ([""] if refused else [])
+        if keys is None:
+            continue
+        lines.append("| run | " + " | ".join(keys) + " | primal bound | constraint: value, ε, violation ± se | "
+                     "satisfied | λ | classes covered, confidence | CPU s |")
+        lines.append("|---" * (len(keys) + 7) + "|")
+        lines += rows
         mx, mn, rf = recs.get((m, f"maximise-I{fam}")), recs.get((m, f"minimise-I{fam}")), ref
-        if mx and mn and rf:
+        if mx and mn and rf and not any("refused" in r for r in (mx, mn, rf)):
+            key = _key(rf)
             a, b, c = mx["information"][key], mn["information"][key], rf["information"][key]
             moved = a > c > b
             lines += ["", f"Information ({key}): maximise {a:.3g}, reference {c:.3g}, minimise {b:.3g}: "
                       + ("moves in the chosen direction both ways." if moved else
-                         "**does not move in the chosen direction both ways** (see the notes).")]
+                         "**does not move in the chosen direction both ways**.")]
+            sat = [all(d <= 2 * s for d, s in zip(r["violations"], r["violation_se"])) for r in (mx, mn)]
+            lines.append("Constraints on the test images: " + ("all satisfied in both runs." if all(sat) else
+                                                               "**not all satisfied** (see the table)."))
         lines.append("")
     lines += [f"Machine: {platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}, "
               f"{torch.get_num_threads()} thread(s).", ""]
@@ -266,9 +354,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/results/lagrangian-zoo")
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--budget", choices=sorted(BUDGETS), default="small")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dual-lr", type=float, default=0.01)
+    ap.add_argument("--budget", choices=("smoke", "small"), default="small")
+    ap.add_argument("--dual-lr", type=float, default=0.05)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -277,8 +364,8 @@ def main(argv=None) -> int:
         if m not in MODELS:
             print(f"error: unknown model {m!r}; expected one of {', '.join(MODELS)}", file=sys.stderr)
             return 2
-        run_model(m, BUDGETS[args.budget], out, args.seed, args.dual_lr)
-    command = "OMP_NUM_THREADS=1 python examples/lagrangian_zoo.py " + " ".join(argv or sys.argv[1:])
+        run_model(m, args.budget, out, args.dual_lr)
+    command = "OMP_NUM_THREADS=1 python examples/lagrangian_zoo.py " + " ".join(sys.argv[1:] if argv is None else argv)
     atomic_write(out / "README.md", readme(out, command.strip()))
     return 0
 

@@ -206,7 +206,7 @@ def _from_multipliers(obj: Objective, syms: Sequence[sympy.Symbol]) -> list[Obje
 
 
 def lagrangian_form(objective, *, preference: str, alpha=1.0, params: Mapping | None = None,
-                    multipliers: Sequence[str] | None = None) -> LagrangianForm:
+                    multipliers: Sequence[str] | None = None, require_consistency: bool = True) -> LagrangianForm:
     """The Lagrangian version of ``objective`` (a zoo name, a text objective or an
     :class:`~lagrangian_family.Objective`) with the information ``preference``.
 
@@ -215,7 +215,10 @@ def lagrangian_form(objective, *, preference: str, alpha=1.0, params: Mapping | 
     takes its original defaults for the others; aliases such as ``lam`` work). ``multipliers``
     names the symbols of an objective that already is a Lagrangian (the zoo's ``lagvae`` names
     ``lambda_1``, ``lambda_2`` itself): its constraints are ``∂L/∂λ_i`` and the reference weights
-    the multipliers' values (the paper's 1 and 100 for LagVAE).
+    the multipliers' values (the paper's 1 and 100 for LagVAE). ``require_consistency=False``
+    accepts constraints that do not force p(x,z) = q(x,z) (VMI's; or a set chosen by hand, such as
+    InfoGAN's ``JS(q(x) || p(x))`` alone, where the dual form's other divergence cannot be
+    estimated): the problem is then a constrained one, but not a generative model of the joint.
 
     >>> form = lagrangian_form("infogan", preference="maximise-Ip")
     >>> [str(d) for d in form.constraints], float(form.alpha), form.bound
@@ -276,14 +279,15 @@ def lagrangian_form(objective, *, preference: str, alpha=1.0, params: Mapping | 
         ref_lams = list(dual.lambdas)
         names = [str(d) for d in dual.divergences]
     enforces = dual.enforces_consistency
-    if not enforces:
+    if require_consistency and not enforces:
         raise ObjectiveError(
             f"{obj} has no Lagrangian version: its divergences do not enforce consistency",
             expected="divergences that force p(x,z) = q(x,z): a joint divergence, or a marginal and the matching "
                      "conditional",
             given=f"only {', '.join(names)} (the paper, footnote 2: such a model is not a generative model of the "
                   "data, and its constraints would leave p(x,z) free while the information moves)",
-            fix="add a consistency divergence, e.g. + JS(q(x) || p(x)) (which makes VMI InfoGAN)")
+            fix="add a consistency divergence, e.g. + JS(q(x) || p(x)) (which makes VMI InfoGAN), or pass "
+                "require_consistency=False")
     for name, d in zip(names, cons):
         cd = classify(d)
         if cd.computability is Computability.NOT_COMPUTABLE:

@@ -70,6 +70,7 @@ from .lagrangian import (
                          Constraint,
                          Lagrangian,
                          calibrate_epsilon,
+                         compile_with_recipe,
                          epsilon_with_slack,
                          lagrangian_of,
                          measure_constraints,
@@ -79,7 +80,7 @@ from .registry import Context, Estimate, Estimator, Reject, candidates, register
 from .samples import DistributionPrior
 from .tensorboard import TensorBoardLogger
 from .train import NonFiniteLossError, Trainer
-from .updaters import GECO, DualUpdater, GradientAscent, RMSPropAscent, paper_preset
+from .updaters import GECO, DualUpdater, GradientAscent, HeldOut, RMSPropAscent, paper_preset
 from .vectorised import VectorisedTrainer, stack_key
 
 __all__ = [
@@ -93,11 +94,13 @@ __all__ = [
     "calibrate_epsilon",
     "lagrangian_of",
     "measure_constraints",
+    "compile_with_recipe",
     "epsilon_with_slack",
     "DualUpdater",
     "GradientAscent",
     "RMSPropAscent",
     "GECO",
+    "HeldOut",
     "paper_preset",
     "Trainer",
     "NonFiniteLossError",

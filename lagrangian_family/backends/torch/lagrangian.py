@@ -49,7 +49,7 @@ from .compile import CompiledObjective, LossOutput, _Coefficient, _player_values
 from .distributed import reduce_output
 
 __all__ = ["Constraint", "Lagrangian", "CompiledLagrangian", "calibrate_epsilon", "lagrangian_of",
-           "measure_constraints", "epsilon_with_slack"]
+           "measure_constraints", "epsilon_with_slack", "compile_with_recipe"]
 
 
 @dataclass(frozen=True)
@@ -525,7 +525,7 @@ def epsilon_with_slack(lagrangian: Lagrangian, measured, slack) -> torch.Tensor:
 
 def lagrangian_of(objective, *, preference: str, alpha: float = 1.0, slack=None, reference=None,
                   epsilon=None, params: Mapping | None = None, multipliers: Sequence[str] | None = None,
-                  init: float | Sequence[float] | str = 1.0) -> Lagrangian:
+                  init: float | Sequence[float] | str = 1.0, require_consistency: bool = True) -> Lagrangian:
     """The Lagrangian version of a member of the family: its dual form's divergences become
     constraints ``D_i <= ε_i`` with learned ``λ_i >= 0``, and the primal is the information
     ``preference`` (one of ``'maximise-Iq'``, ``'minimise-Iq'``, ``'maximise-Ip'``,
@@ -540,6 +540,8 @@ def lagrangian_of(objective, *, preference: str, alpha: float = 1.0, slack=None,
     (every zoo model except VMI, which enforces none: paper, footnote 2). ``alpha`` > 0: the
     primal's weight (only its sign matters, and the preference gives it). ``multipliers``: the
     symbols of an objective that already is a Lagrangian (the zoo's ``lagvae`` names its own).
+    ``require_consistency=False`` accepts constraints that do not enforce consistency (see
+    :func:`~lagrangian_family.symbolic.constrained.lagrangian_form`).
 
     ε, in the units of the compiled constraints (constants dropped; a joint KL(q || p) as -ELBO),
     one of:
@@ -575,7 +577,8 @@ def lagrangian_of(objective, *, preference: str, alpha: float = 1.0, slack=None,
     """
     from lagrangian_family.symbolic.constrained import lagrangian_form
 
-    form = lagrangian_form(objective, preference=preference, alpha=alpha, params=params, multipliers=multipliers)
+    form = lagrangian_form(objective, preference=preference, alpha=alpha, params=params, multipliers=multipliers,
+                           require_consistency=require_consistency)
     if isinstance(init, str):
         if init != "original":
             raise ObjectiveError("bad initial multipliers", expected="a number, one per constraint, or 'original'",
@@ -606,3 +609,60 @@ def lagrangian_of(objective, *, preference: str, alpha: float = 1.0, slack=None,
     elif reference is not None:
         epsilon_with_slack(lag, reference, slack)
     return lag
+
+
+def compile_with_recipe(lagrangian: Lagrangian, recipe, *, example_x=None, device=None) -> CompiledLagrangian:
+    """Compile a Lagrangian (one from :func:`lagrangian_of`, or its :meth:`~Lagrangian.reference`)
+    with what a :class:`~.recipes.Recipe` chose for the original model: fresh components built
+    from the recipe (its seed), its compile options (``decoder_sample``, estimators), and for every
+    term of the Lagrangian's heads that trains a critic, the recipe's critic for that term, or one
+    of the same kind (:class:`~.components.MLPCritic`, spectral normalisation, dropout 0.2 over
+    (x, z), the recipe's critic widths) where the Lagrangian has a term the original has not (ALICE's
+    constraint ``E_{q(z)}[KL(q(x|z) || p(x|z))]`` is measured with an f-GAN critic on z). Train it
+    with ``recipe.trainer(loss_fn, data, updater=...)``.
+
+    >>> from lagrangian_family.backends.torch.recipes import recipe
+    >>> r = recipe("alice", data="digits", budget="smoke")
+    >>> lag = lagrangian_of("alice", preference="maximise-Iq", epsilon=[30.0, 0.5])
+    >>> fn = compile_with_recipe(lag, r)
+    >>> sorted(t for t, e in zip(fn._texts, fn.estimators) if getattr(e, "critic", None) is not None)
+    ['JS(q(x,z) || p(x,z))', 'KL(q(z) || p(z))']
+    """
+    from lagrangian_family.symbolic.classify import classify
+
+    from .model import build_component
+    from .recipes import DATASETS, _critic_terms
+
+    comps = recipe.build_components(device)
+    opts = dict(recipe.compile_options)
+    given = dict(opts.pop("critics", None) or {})
+    x_dim = int(DATASETS[recipe.data]["x_shape"][0])
+    heads = [c.divergence for c in lagrangian.constraints]
+    for fam, a in lagrangian.mi_terms():
+        a = as_expr(a)
+        if a.free_symbols or a == 0:
+            continue
+        lower, upper = mi_bounds(fam)
+        heads.append(upper if a >= 0 else lower)
+    if len(lagrangian.primal_rest()):
+        heads.append(lagrangian.primal_rest())
+    found: dict[str, tuple[int, bool]] = {}
+    for head in heads:
+        text = str(classify(head).computable_form)
+        found.update(_critic_terms(text, recipe.components, {}, x_dim))
+    like = next(iter(given.values()), None)
+    hidden = (like["config"]["hidden"] if like is not None
+              else recipe.components["encoder"]["config"].get("hidden", [128]))
+    critics = {}
+    for term, (in_dim, joint) in found.items():
+        spec = given.get(term) or {"class": "MLPCritic", "config": {"in_dim": in_dim, "hidden": list(hidden),
+                                                                     "dropout": 0.2 if joint else 0.0,
+                                                                     "spectral_norm": True, "activation": "LeakyReLU"}}
+        critic = build_component(spec, role=f"critic:{term}")
+        critics[term] = critic.to(device) if device is not None else critic
+    if example_x is not None:
+        example_x = torch.as_tensor(example_x)
+        if device is not None:
+            example_x = example_x.to(device)
+    return lagrangian.compile(encoder=comps["encoder"], decoder=comps["decoder"], prior=comps["prior"],
+                              critics=critics or None, example_x=example_x, **opts)
