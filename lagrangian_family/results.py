@@ -197,12 +197,13 @@ def configure(p) -> None:
                      "sample grid).")
     p.add_argument("folder", metavar="DIR", help="the folder holding the run folders")
     p.add_argument("--title", default="Results", help="the README's title")
+    p.add_argument("--intro", default="", metavar="TEXT", help="a paragraph (Markdown) under the title")
 
 
 def run(args) -> int:
     """Run ``lagfam results``."""
     from lagrangian_family import zoo
 
-    path = write_results_readme(args.folder, title=args.title, order=list(zoo.names()))
+    path = write_results_readme(args.folder, title=args.title, intro=args.intro, order=list(zoo.names()))
     print(f"wrote {path}")
     return 0
