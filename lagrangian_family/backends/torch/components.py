@@ -606,6 +606,11 @@ class CodeDistribution(Distribution):
 class CodeEncoder(nn.Module):
     """InfoGAN's Q network: x -> :class:`CodeDistribution` over [c, u, e] (an MLP on the flat x).
 
+    ``continuous_scale``: the fixed standard deviation of the Gaussian over the continuous codes
+    (default 1, as the InfoGAN authors' code fixes it), so their term is a squared error on the
+    scale of the categorical code's; ``None`` learns it (its log-density then grows without bound
+    as the scale shrinks and drowns the categorical code's gradient).
+
     >>> import torch
     >>> q = CodeEncoder(6, 3, 1, 2, hidden=(8,))(torch.zeros(4, 6))
     >>> tuple(q.log_prob(torch.zeros(4, 6)).shape), tuple(q.mean.shape)
@@ -615,7 +620,8 @@ class CodeEncoder(nn.Module):
     explicit = True
 
     def __init__(self, x_dim: int, n_categories: int = 10, n_continuous: int = 2, n_noise: int = 62,
-                 hidden: Sequence[int] = (512, 512), activation: type[nn.Module] = nn.LeakyReLU):
+                 hidden: Sequence[int] = (512, 512), activation: type[nn.Module] = nn.LeakyReLU,
+                 continuous_scale: float | None = 1.0):
         super().__init__()
         self.x_dim, self.n_categories, self.n_continuous, self.n_noise = (int(x_dim), int(n_categories),
                                                                           int(n_continuous), int(n_noise))
@@ -626,13 +632,19 @@ class CodeEncoder(nn.Module):
         for a, b in zip(sizes[:-1], sizes[1:]):
             layers += [nn.Linear(a, b), act()]
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(sizes[-1], self.n_categories + 2 * self.n_continuous)
+        self.continuous_scale = None if continuous_scale is None else float(continuous_scale)
+        n_scale = self.n_continuous if self.continuous_scale is None else 0
+        self.head = nn.Linear(sizes[-1], self.n_categories + self.n_continuous + n_scale)
         self.config = _config(x_dim=self.x_dim, n_categories=self.n_categories, n_continuous=self.n_continuous,
-                              n_noise=self.n_noise, hidden=hidden, activation=activation)
+                              n_noise=self.n_noise, hidden=hidden, activation=activation,
+                              continuous_scale=self.continuous_scale)
 
     def forward(self, x: torch.Tensor) -> CodeDistribution:
         """q(z|x) for a batch ``x`` ``(n, x_dim)`` (or any shape that flattens to it)."""
         out = self.head(self.body(x.reshape(x.shape[0], -1)))
+        if self.continuous_scale is not None:
+            logits, loc = out.split([self.n_categories, self.n_continuous], -1)
+            return CodeDistribution(logits, loc, torch.full_like(loc, self.continuous_scale), self.n_noise)
         logits, loc, log_scale = out.split([self.n_categories, self.n_continuous, self.n_continuous], -1)
         return CodeDistribution(logits, loc, log_scale.clamp(-5.0, 3.0).exp(), self.n_noise)
 

@@ -34,7 +34,8 @@ What is chosen, and why (every choice is an option of :func:`recipe`, named in b
   objective with no likelihood or reconstruction of x) get the GAN literature's Adam with
   β1 = 0.5 (Radford et al. 2016; ALI used Adam 1e-4, β1 = 0.5) and two time-scales (Heusel et
   al. 2017, TTUR): the generator at ``lr`` 2e-4, the critic at ``critic_lr`` 4e-4, betas
-  (0.5, 0.999). Models with a likelihood or reconstruction term keep what trained them
+  (0.5, 0.999); InfoGAN keeps its authors' rates (generator and Q 1e-3, discriminator 2e-4).
+  Models with a likelihood or reconstruction term keep what trained them
   before: Adam 1e-3 for the model (a GAN learning rate slows their reconstruction, and they
   cover fewer classes), and Adam 1e-3 with betas (0.5, 0.9) for their critics (the Trainer's
   defaults). A Wasserstein term gets WGAN-GP's five critic steps per model step (``n_critic``;
@@ -113,7 +114,10 @@ ZOO_STRUCTURE: dict[str, dict] = {
                    "(Mescheder et al. 2017)"},
     "infogan": {"encoder": "code", "prior": "code",
                 "why": "InfoGAN's latent is a 10-way categorical code, 2 uniform continuous codes and 62 noise "
-                       "dimensions, and Q infers the codes (Chen et al. 2016)"},
+                       "dimensions, and Q infers the codes (Chen et al. 2016)",
+                "training": {"lr": 1e-3, "critic_lr": 2e-4},
+                "training_why": "InfoGAN's authors trained the generator and Q with Adam 1e-3 and the "
+                                "discriminator with Adam 2e-4, beta1 = 0.5 (Chen et al. 2016, released code)"},
     "cyclegan": {"encoder": "translator", "decoder": "translator", "prior": "domain",
                  "why": "CycleGAN's z is an image of a second domain (here the colour-inverted digits, 1 - x) "
                         "and both maps are image translators with an l1 cycle cost (Zhu et al. 2017)"},
@@ -334,6 +338,10 @@ def _resolve(objective, params: Mapping | None):
     return None, str(obj), {str(k): float(v) for k, v in given.items()}
 
 
+def _translator_width(budget: str) -> int:
+    return {"smoke": 4, "small": 16}.get(budget, 32)
+
+
 def _adam(lr: float, betas) -> dict:
     return {"name": "adam", "lr": float(lr), "betas": [float(b) for b in betas]}
 
@@ -437,7 +445,7 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
                               expected="decoder='translator' only for CycleGAN and DiscoGAN", given="decoder='translator'",
                               fix="use decoder='bernoulli' or 'generator'")
         decoder = {"class": "LaplaceConvTranslator",
-                   "config": {"side": side, "width": 32 if budget != "smoke" else 4, "depth": 3,
+                   "config": {"side": side, "width": _translator_width(budget), "depth": 3,
                               "scale": float(o.get("translator_scale", 0.1))}}
         reasons["decoder"] = structure.get("why", "") + "; Laplace of scale 0.1: -log p is the l1 cycle cost / 0.1"
     else:
@@ -479,7 +487,7 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
                               expected="encoder='translator' only for CycleGAN and DiscoGAN",
                               given="encoder='translator'", fix="use encoder='gaussian'")
         encoder = dict(decoder) if dec_kind == "translator" else {
-            "class": "LaplaceConvTranslator", "config": {"side": side, "width": 32 if budget != "smoke" else 4,
+            "class": "LaplaceConvTranslator", "config": {"side": side, "width": _translator_width(budget),
                                                          "depth": 3, "scale": float(o.get("translator_scale", 0.1))}}
         encoder = copy.deepcopy(encoder)
         reasons["encoder"] = "the map from the digits to the second domain, the same translator as the decoder"
@@ -516,7 +524,12 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
                                  "the critic's gradient reaches the decoder although the data are binary")
 
     # -- training ---------------------------------------------------------------------------------
-    if purely_adversarial:
+    paper_training = structure.get("training", {})
+    if purely_adversarial and paper_training:
+        model_opt = _adam(o.get("lr", paper_training["lr"]), o.get("betas", _GAN_BETAS))
+        critic_opt = _adam(o.get("critic_lr", paper_training["critic_lr"]), o.get("critic_betas", _GAN_BETAS))
+        reasons["optimisers"] = structure["training_why"]
+    elif purely_adversarial:
         model_opt = _adam(o.get("lr", _GAN_LR), o.get("betas", _GAN_BETAS))
         critic_opt = _adam(o.get("critic_lr", _GAN_CRITIC_LR), o.get("critic_betas", _GAN_BETAS))
         reasons["optimisers"] = ("no likelihood or reconstruction of x: the GAN literature's Adam with beta1 = 0.5 "
@@ -545,7 +558,12 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
     reasons["binarize"] = ("binarised once (Bernoulli draws, seed 0): the Bernoulli decoder scores binary pixels"
                            if binarize else "grey levels in [0, 1]: no term scores x under a Bernoulli decoder, and a "
                            "critic would tell binary data from continuous outputs at once")
-    training = {"steps": int(o.get("steps", size["steps"])), "batch_size": int(o.get("batch_size", size["batch_size"])),
+    steps = size["steps"]
+    if dec_kind == "translator" and budget == "small":
+        steps = steps // 2
+        reasons["steps"] = ("half the small budget's steps: a step of two convolutional translators costs about "
+                            "twice an MLP model's, and the small budget is a wall time per model")
+    training = {"steps": int(o.get("steps", steps)), "batch_size": int(o.get("batch_size", size["batch_size"])),
                 "model_optimizer": model_opt, "critic_optimizer": critic_opt, "n_critic": n_critic,
                 "max_grad_norm": o.get("max_grad_norm"), "binarize": binarize, "seed": int(o.get("seed", 0))}
     r = Recipe(objective=text, params=values, data=data, x_shape=tuple(ds["x_shape"]), components=components,

@@ -89,11 +89,12 @@ def test_options_turn_defaults_off_and_on():
 def test_purely_adversarial_models_get_gan_defaults(name):
     r = recipe(name, data="digits")
     t = r.training
-    assert t["model_optimizer"] == {"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}
-    assert t["critic_optimizer"] == {"name": "adam", "lr": 4e-4, "betas": [0.5, 0.999]}
+    lr, critic_lr = (1e-3, 2e-4) if name == "infogan" else (2e-4, 4e-4)  # InfoGAN: its authors' rates
+    assert t["model_optimizer"] == {"name": "adam", "lr": lr, "betas": [0.5, 0.999]}
+    assert t["critic_optimizer"] == {"name": "adam", "lr": critic_lr, "betas": [0.5, 0.999]}
     assert t["binarize"] is None  # grey levels: the generator's outputs are continuous
     assert r.components["decoder"]["config"]["output"] == "sigmoid"
-    assert "TTUR" in r.reasons["optimisers"]
+    assert ("Chen et al." if name == "infogan" else "TTUR") in r.reasons["optimisers"]
 
 
 @pytest.mark.parametrize("name", ["vae", "aae", "wae", "alice", "vae_gan", "cyclegan"])
