@@ -145,3 +145,8 @@ def test_multipliers_of_a_text_objective_that_already_is_a_lagrangian():
 def test_the_form_prints_what_it_does():
     text = str(lagrangian_form("infogan", preference="maximise-Ip"))
     assert "maximise I_p(x;z) through its lower bound" in text and "JS(q(x) || p(x)) <= eps_2" in text
+
+
+def test_vmi_with_consistency_not_required():
+    form = lagrangian_form("vmi", preference="maximise-Ip", require_consistency=False)
+    assert form.constraints == (lf.parse("E_{p(x)}[KL(p(z|x) || q(z|x))]"),) and form.reference_multipliers == (1.0,)

@@ -558,14 +558,25 @@ def lagrangian_of(objective, *, preference: str, alpha: float = 1.0, slack=None,
 
     ``init``: the initial multipliers (Algorithm 1: 1), or ``"original"`` for the original model's.
 
-    The command line's ``lagfam train MODEL --lagrangian PREFERENCE --slack S`` does::
+    The result is a plain :class:`Lagrangian` (primal ``±alpha·I``, the bound chosen when it is
+    compiled), so :func:`.save_model` stores it as any Lagrangian (primal, constraints, λ, ε); the
+    symbolic ``form``, ``reference_multipliers`` and ``slack`` are attributes that a loaded model
+    does not have (call ``lagrangian_of`` again for them).
+
+    The command line's ``lagfam train MODEL --lagrangian PREFERENCE --slack S`` does, with the
+    original model's recipe ``r = recipes.recipe(MODEL, data=..., budget=...)``::
 
         lag = lagrangian_of(model, preference=preference, slack=slack)     # ε unset
-        ref = lag.reference().compile(encoder=..., decoder=..., prior=...)  # eq. 19, λ fixed
-        Trainer(ref, train_x, ...).train(reference_steps)                  # no updater
+        ref = compile_with_recipe(lag.reference(), r)                      # eq. 19, λ fixed
+        r.trainer(ref, train_x).train(steps)                               # no updater
         epsilon_with_slack(lag, measure_constraints(ref, held_out_x), lag.slack)
-        loss_fn = lag.compile(encoder=..., decoder=..., prior=...)          # fresh components
-        Trainer(loss_fn, train_x, updater=GradientAscent(lag, lr=...)).train(steps)
+        loss_fn = compile_with_recipe(lag, r)                              # fresh components
+        updater = HeldOut(RMSPropAscent(lag, lr=0.05, lower=0.001), loss_fn, held_out_x)
+        r.trainer(loss_fn, train_x, updater=updater).train(steps)
+
+    (``examples/lagrangian_zoo.py`` is this, with the measurements.) A refusal is an
+    :class:`~lagrangian_family.errors.ObjectiveError` here or, for components that cannot
+    estimate a constraint (InfoGAN's code encoder), from ``compile_with_recipe``.
 
     >>> lag = lagrangian_of("infogan", preference="maximise-Ip", reference=[0.5, 0.3], slack=[1.0, 0.05])
     >>> lag.names, str(lag.primal), lag.reference_multipliers

@@ -235,6 +235,8 @@ class HeldOut:
         self.batch_size = int(batch_size)
         #: the index of the next held-out example
         self.position = 0
+        #: the held-out violations of the last step (None before the first)
+        self.last: torch.Tensor | None = None
 
     @property
     def lagrangian(self):
@@ -256,7 +258,8 @@ class HeldOut:
 
     def step(self, out=None) -> bool:
         """Ignore the training step's output ``out``; step the updater on held-out violations."""
-        return self.updater.step(self.violations())
+        self.last = self.violations()
+        return self.updater.step(self.last)
 
     def state_dict(self) -> dict:
         """The wrapped updater's state and the held-out position."""

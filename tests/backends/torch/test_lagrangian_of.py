@@ -16,6 +16,7 @@ from lagrangian_family.backends.torch import (
     StandardNormalPrior,
     Trainer,
     compile_objective,
+    compile_with_recipe,
     epsilon_with_slack,
     lagrangian_of,
     load_model,
@@ -175,3 +176,95 @@ def test_a_lagrangian_version_saves_and_loads(tmp_path, digits):
     assert isinstance(back, Lagrangian)
     assert back.names == lag.names and back.primal == lag.primal
     assert torch.equal(back.epsilon, lag.epsilon) and torch.equal(back.multipliers, lag.multipliers)
+
+
+def test_held_out_updater_steps_on_held_out_violations(digits):
+    """HeldOut feeds the wrapped updater D - ε of the next held-out batch, not the training batch's:
+    checked against GradientAscent fed by hand with the same batch's violations."""
+    from lagrangian_family.backends.torch import HeldOut
+
+    enc, dec, prior = _components("lagvae", digits)
+    lag = lagrangian_of("lagvae", preference="maximise-Iq", epsilon=[30.0, 0.01])
+    fn = lag.compile(encoder=enc, decoder=dec, prior=prior)
+    held = digits[256:]
+    up = HeldOut(GradientAscent(lag, lr=0.1), fn, held, batch_size=40)
+    torch.manual_seed(7)
+    up.step(object())                                       # the training step's output is ignored
+    got = lag.multipliers.clone()
+    lag.multipliers.fill_(1.0)
+    fn.eval()
+    torch.manual_seed(7)
+    with torch.no_grad():
+        v = fn(held[:40]).violations
+    GradientAscent(lag, lr=0.1).step(v)
+    assert torch.allclose(got, lag.multipliers)
+    assert up.position == 40 and fn.training is False      # our fn.eval() above; HeldOut restores the mode
+    state = up.state_dict()
+    up.step()
+    up.load_state_dict(state)
+    assert up.position == 40
+    with pytest.raises(lf.ObjectiveError, match="wraps a dual updater"):
+        HeldOut(object(), fn, held)
+    with pytest.raises(lf.ObjectiveError, match="no held-out data"):
+        HeldOut(GradientAscent(lag), fn, torch.zeros(0, 64))
+
+
+def test_held_out_updater_trains_in_the_trainer_and_resumes(digits, tmp_path):
+    from lagrangian_family.backends.torch import HeldOut
+
+    def run(steps, resume=None):
+        enc, dec, prior = _components("lagvae", digits)
+        lag = lagrangian_of("lagvae", preference="maximise-Iq", epsilon=[30.0, 0.01])
+        fn = lag.compile(encoder=enc, decoder=dec, prior=prior)
+        t = Trainer(fn, digits[:256], batch_size=32, updater=HeldOut(GradientAscent(lag, lr=0.05), fn, digits[256:],
+                                                                    batch_size=16), progress=False, seed=0)
+        if resume:
+            t.load(resume)
+        t.train(steps)
+        t.save(tmp_path / f"ck{steps}.pt")
+        return lag.multipliers.clone(), t.updater.position
+
+    full = run(6)
+    run(3)
+    resumed = run(3, tmp_path / "ck3.pt")
+    assert torch.equal(full[0], resumed[0]) and full[1] == resumed[1]
+
+
+def test_compile_with_recipe_gives_every_critic_term_a_recipe_critic():
+    from lagrangian_family.backends.torch.components import MLPCritic
+    from lagrangian_family.backends.torch.recipes import recipe
+
+    r = recipe("alice", data="digits", budget="smoke")
+    lag = lagrangian_of("alice", preference="minimise-Iq", epsilon=[30.0, 0.5])
+    fn = compile_with_recipe(lag, r)
+    critics = {t: e.critic for t, e in zip(fn._texts, fn.estimators) if getattr(e, "critic", None) is not None}
+    assert set(critics) == {"JS(q(x,z) || p(x,z))", "KL(q(z) || p(z))"}  # the constraint's KL(q(z) || p(z)) too
+    assert all(isinstance(c, MLPCritic) for c in critics.values())
+    # the JS critic over (x, z) is the recipe's (dropout for a joint critic), the KL critic over z one of its kind
+    assert critics["JS(q(x,z) || p(x,z))"].config["dropout"] == 0.2
+    assert critics["KL(q(z) || p(z))"].config["dropout"] == 0.0 and critics["KL(q(z) || p(z))"].config["in_dim"] == 4
+    out = fn(r.load_data("train")[:16])
+    assert set(out.constraints) == set(lag.names)
+    # InfoGAN's dual-form constraint needs reparameterised samples of q(z); the recipe's code encoder has none
+    with pytest.raises(lf.ObjectiveError, match="cannot be trained with the components"):
+        compile_with_recipe(lagrangian_of("infogan", preference="maximise-Ip").reference(),
+                            recipe("infogan", data="digits", budget="smoke"))
+
+
+def test_a_constraint_set_chosen_by_hand():
+    with pytest.raises(lf.ObjectiveError, match="do not enforce consistency"):
+        lagrangian_of("lambda_1 * JS(q(x) || p(x))", preference="maximise-Ip", multipliers=["lambda_1"],
+                      params={"lambda_1": 1.0})
+    lag = lagrangian_of("lambda_1 * JS(q(x) || p(x))", preference="maximise-Ip", multipliers=["lambda_1"],
+                        params={"lambda_1": 2.0}, require_consistency=False)
+    assert lag.names == ("JS(q(x) || p(x))",) and lag.reference_multipliers == (2.0,)
+
+
+def test_the_readme_example_runs(capsys):
+    from tests.test_readme_examples import run
+
+    ns = run("lagrangian_of")
+    lag = ns["lag"]
+    assert lag.names == ("E_{q(z)}[KL(q(x|z) || p(x|z))]", "JS(q(x,z) || p(x,z))")
+    assert torch.isfinite(lag.epsilon).all() and ns["updater"].updater.updates == 20
+    assert "maximise I_q(x;z) through its lower bound" in capsys.readouterr().out
