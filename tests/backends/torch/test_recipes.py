@@ -89,12 +89,12 @@ def test_options_turn_defaults_off_and_on():
 def test_purely_adversarial_models_get_gan_defaults(name):
     r = recipe(name, data="digits")
     t = r.training
-    lr, critic_lr = (1e-3, 2e-4) if name == "infogan" else (2e-4, 4e-4)  # InfoGAN: its authors' rates
+    lr, critic_lr = (1e-3, 2e-4) if name == "infogan" else (2e-4, 2e-4)  # InfoGAN: its authors' rates
     assert t["model_optimizer"] == {"name": "adam", "lr": lr, "betas": [0.5, 0.999]}
     assert t["critic_optimizer"] == {"name": "adam", "lr": critic_lr, "betas": [0.5, 0.999]}
     assert t["binarize"] is None  # grey levels: the generator's outputs are continuous
     assert r.components["decoder"]["config"]["output"] == "sigmoid"
-    assert ("Chen et al." if name == "infogan" else "TTUR") in r.reasons["optimisers"]
+    assert ("Chen et al." if name == "infogan" else "Radford") in r.reasons["optimisers"]
 
 
 @pytest.mark.parametrize("name", ["vae", "aae", "wae", "alice", "vae_gan", "cyclegan"])
@@ -170,13 +170,16 @@ def test_inverted_domain_source_and_translation():
     assert tuple(y.shape) == (5, 64) and bool(((y >= 0) & (y <= 1)).all())
 
 
-def test_translator_is_an_l1_cost_over_its_scale():
-    t = LaplaceConvTranslator(side=8, width=4, scale=0.1)
-    x = torch.rand(3, 64)
+def test_translator_is_a_deterministic_map_scored_by_a_mean_l1():
+    t = LaplaceConvTranslator(side=8, width=4)
+    x = torch.rand(3, 64, requires_grad=True)
     d = t(x)
+    assert d.scale == 64.0  # the number of pixels: -log p is the per-pixel mean l1 plus a constant
+    assert torch.equal(d.rsample(), d.mean) and d.rsample().requires_grad
     target = torch.rand(3, 64)
-    by_hand = -(target - d.mean).abs().sum(1) / 0.1 - 64 * np.log(2 * 0.1)
+    by_hand = -(target - d.mean).abs().mean(1) - 64 * np.log(2 * 64.0)
     torch.testing.assert_close(d.log_prob(target), by_hand)
+    assert LaplaceConvTranslator(side=8, width=4, scale=0.5)(x).scale == 0.5
 
 
 def test_code_prior_and_encoder_density():
