@@ -268,3 +268,29 @@ def test_the_readme_example_runs(capsys):
     assert lag.names == ("E_{q(z)}[KL(q(x|z) || p(x|z))]", "JS(q(x,z) || p(x,z))")
     assert torch.isfinite(lag.epsilon).all() and ns["updater"].updater.updates == 20
     assert "maximise I_q(x;z) through its lower bound" in capsys.readouterr().out
+
+
+def test_the_demonstration_script_at_the_smoke_budget(tmp_path):
+    """examples/lagrangian_zoo.py: the reference run, both directions, the JSON and the generated
+    README (the numbers are those of a few steps: only the pipeline is checked)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "lagrangian_zoo.py"
+    spec = importlib.util.spec_from_file_location("lagrangian_zoo_example", path)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    threads = torch.get_num_threads()
+    try:
+        assert demo.main(["--out", str(tmp_path), "--models", "lagvae", "--budget", "smoke"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    runs = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")}
+    assert set(runs) == {"lagvae-reference", "lagvae-maximise-Iq", "lagvae-minimise-Iq"}
+    mx = runs["lagvae-maximise-Iq"]
+    assert mx["bound"] == "lower" and runs["lagvae-minimise-Iq"]["bound"] == "upper"
+    assert mx["epsilon"][0] == pytest.approx(runs["lagvae-reference"]["epsilon_hat"][0] + 1.0)
+    text = (tmp_path / "README.md").read_text()
+    assert "## lagvae" in text and "| maximise-Iq |" in text and "## Summary" in text
+    assert demo.main(["--out", str(tmp_path), "--models", "nope"]) == 2
