@@ -4,7 +4,7 @@ run folders generated from their ``metrics.json`` files (never typed by hand).
 * :data:`TARGETS`: the benchmark of issue 8 at the small budget on MNIST;
 * :func:`verdict`: met, missed (with what the numbers say about the miss) or exempt;
 * :func:`results_table` / :func:`write_results_readme`: a Markdown table of the run folders under
-  a folder (``lagfam results DIR`` writes ``DIR/README.md``): model, class, minutes, sample
+  a folder (``lagfam results DIR`` writes ``DIR/README.md``): model, class, steps, minutes, sample
   metrics, probe accuracy, code accuracy or translation kept, the targets, and each model's grid.
 
 Only the standard library is imported (no torch).
@@ -136,7 +136,7 @@ def _row(sub: Path, m: Mapping, order: Mapping[str, int]) -> tuple[list[str], st
     mark = {"met": "met", "missed": "**missed**", "exempt": "exempt"}[status]
     minutes = float(m.get("train_minutes", 0.0)) + float(m.get("eval_minutes", 0.0))
     grid = "samples.png" if not (sub / "translations.png").is_file() else "translations.png"
-    cells = [f"[`{name}`]({sub.name}/report.md)", str(m.get("class", "")), f"{minutes:.1f}",
+    cells = [f"[`{name}`]({sub.name}/report.md)", str(m.get("class", "")), fmt(m.get("steps")), f"{minutes:.1f}",
              f"{s['classes_covered']} of {k}", fmt(s["confidence_ratio"]),
              f"{fmt(s['frechet_distance'])} ({fmt(ref['frechet_distance'])})",
              fmt(m["probe"]["accuracy"]) if "probe" in m else "–", ", ".join(extra) or "–", mark,
@@ -151,7 +151,7 @@ def results_table(folder, *, order: list[str] | None = None) -> str:
     runs = read_runs(folder)
     pos = {n: i for i, n in enumerate(order or [])}
     runs.sort(key=lambda r: (pos.get(r[1].get("identity", {}).get("model", r[0].name), len(pos)), r[0].name))
-    head = ["model", "class", "minutes", "classes covered", "confidence ratio", "FD (real test images)", "probe",
+    head = ["model", "class", "steps", "minutes", "classes covered", "confidence ratio", "FD (real test images)", "probe",
             "code / translation", "targets", "samples"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     notes = []

@@ -16,7 +16,7 @@ def _target(value, threshold, exempt=None):
 
 def _metrics(model, cls, classes, ratio, fd, probe=None, code=None, kept=None, exempt=None, minutes=(2.0, 0.5)):
     shares = [1.0 / classes] * classes + [0.0] * (10 - classes)
-    m = {"identity": {"model": model, "budget": "small", "data": "mnist"}, "class": cls,
+    m = {"identity": {"model": model, "budget": "small", "data": "mnist"}, "class": cls, "steps": 4000,
          "train_minutes": minutes[0], "eval_minutes": minutes[1], "machine": "test machine",
          "samples": {"classes_covered": classes, "class_shares": shares, "confidence_ratio": ratio,
                      "frechet_distance": fd, "reference": {"frechet_distance": 1.5}},
@@ -69,7 +69,7 @@ def test_the_table_has_one_row_per_finished_run_in_zoo_order(zoo_dir):
     rows = [ln for ln in table.splitlines() if ln.startswith("| [`")]
     assert [r.split("`")[1] for r in rows] == ["vae", "vmi", "infogan", "cyclegan"]
     vae = rows[0].split(" | ")
-    assert vae[1:9] == ["T1", "2.5", "10 of 10", "0.900", "12.000 (1.500)", "0.910", "–", "met"]
+    assert vae[1:10] == ["T1", "4000", "2.5", "10 of 10", "0.900", "12.000 (1.500)", "0.910", "–", "met"]
     assert "| code 0.200 | **missed** |" in rows[2] and "| kept 0.900 | met |" in rows[3]
     assert "![cyclegan](cyclegan/translations.png)" in rows[3] and "![vae](vae/samples.png)" in rows[0]
     assert "| exempt |" in rows[1] and "- `vmi`: exempt: not consistent." in table
