@@ -151,8 +151,8 @@ def results_table(folder, *, order: list[str] | None = None) -> str:
     runs = read_runs(folder)
     pos = {n: i for i, n in enumerate(order or [])}
     runs.sort(key=lambda r: (pos.get(r[1].get("identity", {}).get("model", r[0].name), len(pos)), r[0].name))
-    head = ["model", "class", "steps", "minutes", "classes covered", "confidence ratio", "FD (real test images)", "probe",
-            "code / translation", "targets", "samples"]
+    head = ["model", "class", "steps", "minutes", "classes covered", "confidence ratio", "FD (real test images)",
+            "probe", "code / translation", "targets", "samples"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     notes = []
     for sub, m in runs:
