@@ -447,8 +447,8 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
     elif dec_kind == "translator":
         if prior_kind != "domain":
             raise RecipeError("a translator decoder maps images of a second domain, which this model has not",
-                              expected="decoder='translator' only for CycleGAN and DiscoGAN", given="decoder='translator'",
-                              fix="use decoder='bernoulli' or 'generator'")
+                              expected="decoder='translator' only for CycleGAN and DiscoGAN",
+                              given="decoder='translator'", fix="use decoder='bernoulli' or 'generator'")
         decoder = {"class": "LaplaceConvTranslator",
                    "config": {"side": side, "width": _translator_width(budget), "depth": 3,
                               "scale": o.get("translator_scale")}}
@@ -522,7 +522,8 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
                               "Lipschitz constant, so it cannot saturate and starve the model of gradient"
                               if spectral else "spectral normalisation off (spectral_norm=False)")
         if any(j for _, j in critic_terms.values()):
-            reasons["critic_dropout"] = "dropout 0.2 in joint critics over (x, z), as ALI's discriminator (Dumoulin et al. 2017)"
+            reasons["critic_dropout"] = ("dropout 0.2 in joint critics over (x, z), as ALI's discriminator "
+                                         "(Dumoulin et al. 2017)")
     js_terms = [t for t in form if isinstance(t, Divergence) and t.kind == "JS"]
     if r1 and js_terms:
         compile_options["estimators"] = {"JS": f"gan:r1={r1:g}"}
@@ -539,9 +540,9 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
     elif purely_adversarial:
         model_opt = _adam(o.get("lr", _GAN_LR), o.get("betas", _GAN_BETAS))
         critic_opt = _adam(o.get("critic_lr", _GAN_CRITIC_LR), o.get("critic_betas", _GAN_BETAS))
-        reasons["optimisers"] = ("no likelihood or reconstruction of x: the GAN literature's Adam 2e-4 with beta1 = 0.5 "
-                                 "for both players (Radford et al. 2016; ALI: Dumoulin et al. 2017); a faster critic "
-                                 "(TTUR, critic_lr=4e-4) let the critic win on MNIST at this budget")
+        reasons["optimisers"] = ("no likelihood or reconstruction of x: the GAN literature's Adam 2e-4 with "
+                                 "beta1 = 0.5 for both players (Radford et al. 2016; ALI: Dumoulin et al. 2017); a "
+                                 "faster critic (TTUR, critic_lr=4e-4) let the critic win on MNIST at this budget")
     else:
         model_opt = _adam(o.get("lr", 1e-3), o.get("betas", (0.9, 0.999)))
         critic_opt = _adam(o.get("critic_lr", 1e-3), o.get("critic_betas", (0.5, 0.9)))

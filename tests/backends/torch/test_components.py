@@ -107,8 +107,8 @@ def test_public_names_of_the_backend():
     names = {"GaussianMLPEncoder", "GaussianConvEncoder", "DeterministicMLPEncoder", "BernoulliMLPDecoder",
              "GaussianMLPDecoder", "LaplaceMLPDecoder", "BernoulliConvDecoder", "GaussianConvDecoder",
              "DeterministicMLPDecoder", "StandardNormalPrior", "DataSamplerPrior", "mlp",
-             # the recipes' components (branch adv)
-             "MLPCritic", "CodePrior", "CodeDistribution", "CodeEncoder", "NoisyMLPEncoder", "LaplaceConvTranslator",
+             # chosen by the recipes (recipes.py)
+             "MLPCritic", "CodePrior", "CodeEncoder", "CodeDistribution", "NoisyMLPEncoder", "LaplaceConvTranslator",
              "CycleCost"}
     assert set(components.__all__) == names
     assert names <= set(backend.__all__) and len(backend.__all__) == len(set(backend.__all__))
