@@ -11,11 +11,11 @@ Only the standard library is imported (no torch).
 
 >>> targets = {"classes_covered": {"value": 3, "threshold": 9, "met": False, "exempt": None},
 ...            "confidence_ratio": {"value": 0.9, "threshold": 0.7, "met": True, "exempt": None}}
->>> verdict(targets, [0.8, 0.1, 0.1])[0]
+>>> verdict(targets, [0.8, 0.1, 0.1, 0.0])[0]
 'missed'
->>> print(verdict(targets, [0.8, 0.1, 0.1])[1])
-missed: classes covered 3 < 9. Why, from the numbers: the samples concentrate on a few classes
-(the largest holds 80% of them: mode collapse, or an undertrained model whose samples look alike).
+>>> print(verdict(targets, [0.8, 0.1, 0.07, 0.03])[1])
+missed: classes covered 3 < 9. Why, from the numbers: the samples leave out digits 3 (each under 5%
+of them) while the most frequent digit holds 80%: some modes of the data are missed.
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ def _why(missed: list[str], shares: list[float]) -> str:
     why = []
     if "classes_covered" in missed:
         share = max(shares) if shares else float("nan")
-        why.append(f"the samples concentrate on a few classes (the largest holds {share:.0%} of them: mode "
-                   "collapse, or an undertrained model whose samples look alike)")
+        rare = [str(i) for i, v in enumerate(shares) if v < 0.05]
+        why.append(f"the samples leave out digits {', '.join(rare)} (each under 5% of them) while the most "
+                   f"frequent digit holds {share:.0%}: some modes of the data are missed")
     if "confidence_ratio" in missed and "classes_covered" not in missed:
         why.append("the samples cover the classes but are blurred or malformed digits that the classifier is "
                    "unsure of")
