@@ -9,6 +9,7 @@ sample a trained model.
     lagfam table
     lagfam closure
     lagfam closure "KL(q(x,z) || p(x,z)) + 2 * KL(q(z) || p(z))" --families infovae,infogan
+    lagfam train vae --budget smoke --out runs/vae
     lagfam sample runs/vae -n 1000 --out samples.npy --grid samples.png
 
 Bad input prints ``error: <message>`` on stderr and exits with status 2, as argparse does for
@@ -512,6 +513,10 @@ add_command("table", "regenerate the paper's Table 1 from the zoo and fill its e
             _configure_table, _run_table)
 add_command("closure", "Theorem 1 by exact computation, or an objective over model families",
             _configure_closure, _run_closure)
+add_command("train", "train a zoo model or a text objective into a run folder (model, log, grids, metrics, report)",
+            "lagrangian_family.train_command:configure", "lagrangian_family.train_command:run")
+add_command("results", "write DIR/README.md: a table of the lagfam train runs under DIR, from their metrics.json",
+            "lagrangian_family.results:configure", "lagrangian_family.results:run")
 add_command("sample", "write N samples of a trained model (a run folder) as an (N, d) .npy array in [0, 1]",
             "lagrangian_family.sample_command:configure", "lagrangian_family.sample_command:run")
 add_command("score", "score samples (FILE.npy) with a digit classifier: classes covered, confidence, Fréchet distance",

@@ -437,17 +437,29 @@ def test_a_folder_of_another_experiment_is_refused(dual, tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in before} == before
 
 
+def test_the_reference_model_is_a_model_file_lagfam_sample_reads(dual, tmp_path, capsys):
+    from lagrangian_family.backends.torch import load_model
+    from lagrangian_family.cli import main
+
+    folder = dual / "runs" / "reference-s0"
+    model = load_model(folder)
+    assert model.metadata["run"] == "reference-s0" and model.metadata["experiment_run"]["method"] == "reference"
+    assert main(["sample", str(folder), "-n", "5", "--out", str(tmp_path / "s.npy")]) == 0
+    capsys.readouterr()
+
+
 def test_a_damaged_reference_model_is_redone(dual, tmp_path, capsys):
     out = _copy(dual, tmp_path / "dual")
     model = out / "runs" / "reference-s0" / "model.pt"
     import torch
 
-    weight = torch.load(model, weights_only=True)["state"]["decoder"]["net.0.weight"]
+    tensors = torch.load(model, weights_only=True)["tensors"]
+    weight = next(v for k, v in tensors.items() if k.startswith("decoder") and k.endswith("weight"))
     raw = bytearray(model.read_bytes())
     raw[raw.index(weight.numpy().tobytes()) + 2] ^= 0x01  # one bit of one weight
     model.write_bytes(bytes(raw))
     assert experiment_main(["dual-verification", "--budget", "smoke", "--out", str(out), "--jobs", "1"]) == 0
     text = capsys.readouterr().out
-    assert "redo reference-s0: its model.pt cannot be used: is damaged" in text
+    assert "redo reference-s0: its model.pt cannot be used: is not a readable model file" in text
     # redone to the same numbers (CPU runs are exact), so ε̂ and every LagVAE run stay valid
     assert text.count("skip ") == 3 and text.count("done ") == 1

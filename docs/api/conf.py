@@ -45,11 +45,13 @@ PUBLIC_MODULES = [
     "lagrangian_family.backends.torch.distributed",
     "lagrangian_family.backends.torch.tensorboard",
     "lagrangian_family.backends.torch.recipes",
+    "lagrangian_family.backends.torch.runs",
     "lagrangian_family.backends.exact",
     "lagrangian_family.data",
     "lagrangian_family.data_sources",
     "lagrangian_family.images",
     "lagrangian_family.files",
+    "lagrangian_family.results",
     "lagrangian_family.evaluate",
     "lagrangian_family.cli",
 ]

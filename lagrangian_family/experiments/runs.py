@@ -206,20 +206,18 @@ def build(spec: RunSpec, budget: Budget, x_dim: int, device=None, init_dir: Path
 
 
 def _load_model(path: Path, enc, dec, device) -> None:
-    """Load the encoder and decoder of ``model.pt`` (a verified "model" checkpoint) or raise
-    :class:`~lagrangian_family.backends.torch.checkpoint.CheckpointError`."""
-    from lagrangian_family.backends.torch import checkpoint
+    """Load the encoder and decoder of ``model.pt`` (a model file of
+    :func:`~lagrangian_family.backends.torch.save_model`, verified as it is read) or raise
+    :class:`~lagrangian_family.backends.torch.model.ModelFileError`."""
+    from lagrangian_family.backends.torch.model import ModelFileError, load_model
 
-    state = checkpoint.load(path, kind="model", map_location=device)
-    for name, module in (("encoder", enc), ("decoder", dec)):
-        weights = state.get(name)
+    model = load_model(path, map_location=device)
+    for name, module, saved in (("encoder", enc, model.encoder), ("decoder", dec, model.decoder)):
         try:
-            if not isinstance(weights, dict):
-                raise KeyError(f"no {name} weights")
-            module.load_state_dict(weights)
-        except (KeyError, RuntimeError) as e:
-            raise checkpoint.CheckpointError(
-                f"checkpoint {path} does not fit this run's {name}: {str(e).splitlines()[0]}", path=path,
+            module.load_state_dict(saved.state_dict())
+        except RuntimeError as e:
+            raise ModelFileError(
+                f"{path} does not fit this run's {name}: {str(e).splitlines()[0]}",
                 expected=f"the {name} of the run it starts from, with this budget's network",
                 given=str(e).splitlines()[0], fix="rerun the reference run (delete its folder) or use its budget"
             ) from e
@@ -373,11 +371,10 @@ def _write_results(spec: RunSpec, run_dir: Path | None, loss_fn, row: dict) -> N
     ``metrics.json`` (last: its presence marks the run finished)."""
     if run_dir is None:
         return
-    if spec.method == "reference":
-        from lagrangian_family.backends.torch import checkpoint
+    if spec.method == "reference":  # the one model-file format: lagfam sample and load_model read it
+        from lagrangian_family.backends.torch.model import save_model
 
-        checkpoint.save(run_dir / "model.pt", {"encoder": loss_fn.encoder.state_dict(),
-                                               "decoder": loss_fn.decoder.state_dict()}, kind="model")
+        save_model(run_dir / "model.pt", loss_fn, run=spec.name, experiment_run=asdict(spec))
     write_json_atomic(run_dir / METRICS, row)
 
 
@@ -689,12 +686,12 @@ class Executor:
     def submit(self, spec: RunSpec) -> Future:
         done, why = check_metrics(self.out_dir / spec.name, spec, self.budget)
         if done is not None and spec.method == "reference":  # later runs start from its model: it must load
-            from lagrangian_family.backends.torch import checkpoint
+            from lagrangian_family.backends.torch.model import ModelFileError, load_model
 
             model = self.out_dir / spec.name / "model.pt"
             try:
-                checkpoint.load(model, kind="model")
-            except checkpoint.CheckpointError as e:
+                load_model(model)
+            except ModelFileError as e:
                 done, why = None, "its model.pt cannot be used: " + str(e).splitlines()[0].split(f"{model} ", 1)[-1]
         if done is not None:
             fut: Future = Future()
