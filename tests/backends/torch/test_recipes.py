@@ -103,6 +103,25 @@ def test_models_with_a_reconstruction_term_keep_adam_1e3(name):
     assert r.training["model_optimizer"]["lr"] == 1e-3
 
 
+@pytest.mark.parametrize("name", ["vae", "beta_vae", "wae", "aae", "avb"])
+def test_models_with_a_reconstruction_term_get_a_16d_latent_on_mnist(name):
+    r = recipe(name, data="mnist", budget="small")
+    assert r.components["prior"]["config"]["dim"] == 16
+    assert r.components["encoder"]["config"]["z_dim"] == r.components["decoder"]["config"]["z_dim"] == 16
+    assert "Tolstikhin" in r.reasons["z_dim"] and "bench/zoo_learns.py" in r.reasons["z_dim"]
+    # an explicit z_dim wins; the digits and the other budgets keep theirs
+    assert recipe(name, data="mnist", budget="small", z_dim=32).components["prior"]["config"]["dim"] == 32
+    assert "z_dim" not in recipe(name, data="mnist", budget="small", z_dim=32).reasons
+    assert recipe(name, data="digits", budget="small").components["prior"]["config"]["dim"] == 8
+    assert recipe(name, data="mnist", budget="paper").components["prior"]["config"]["dim"] == 64
+
+
+@pytest.mark.parametrize("name", ["ali", "bigan"])
+def test_gan_models_keep_a_32d_latent_on_mnist(name):
+    r = recipe(name, data="mnist", budget="small")
+    assert r.components["prior"]["config"]["dim"] == 32 and "z_dim" not in r.reasons
+
+
 def test_wasserstein_term_gets_five_critic_steps():
     r = recipe("-E_{q(x,z)}[log p(x|z)] + W(q(z) || p(z))", data="digits", budget="smoke")
     assert r.training["n_critic"] == 5
