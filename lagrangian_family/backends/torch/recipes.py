@@ -430,12 +430,14 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
         noise = int(o.get("n_noise", 62 if budget != "smoke" else 4))
         prior = {"class": "CodePrior", "config": {"n_categories": k, "n_continuous": m, "n_noise": noise}}
         z_dim = k + m + noise
+        reasons.pop("z_dim", None)  # the code's size, not the budget's latent size
         reasons["prior"] = structure["why"]
     elif prior_kind == "domain":
         transform = o.get("domain", "invert")
         domain = {"dataset": ds["source"]["dataset"], "split": "train", "transform": transform}
         prior = {"class": "DataSamplerPrior", "config": {"source": domain}}
         z_dim = x_dim
+        reasons.pop("z_dim", None)  # z is the second domain: its size is the data's
         reasons["prior"] = (structure["why"] + "; the second domain is drawn independently of the first, so "
                             "no pairs are seen in training (pairs by label only judge the translations)")
     else:
