@@ -134,7 +134,8 @@ def run(name: str, data: str, budget: str, steps: int | None, options: dict) -> 
            "final_value": float(last.get("value", float("nan"))), "options": opts,
            "recipe": {"training": r.training, "compile_options": {k: v for k, v in r.compile_options.items()
                                                                   if k != "critics"},
-                      "encoder": r.components["encoder"]["class"], "decoder": r.components["decoder"]["class"]}}
+                      "encoder": r.components["encoder"]["class"], "decoder": r.components["decoder"]["class"],
+                      "z_dim": r.components["decoder"]["config"].get("z_dim")}}
     row["missed"] = verdict(name, m)
     row["exempt"] = EXEMPT.get(name)
     return row
