@@ -380,7 +380,7 @@ def expanded_terms(expr, cap: int) -> int:
     expanding (stops counting beyond ``cap``). Sums add, products multiply, a sum of m terms to
     an integer power n has at most C(n+m-1, m-1) (a rational power, those of its integer part);
     a function or a symbolic power counts one but its arguments are expanded too, so the counts
-    of its distinct arguments are added.
+    of its distinct arguments that are not atoms are added.
 
     >>> from lagrangian_family.symbolic.objective import symbol
     >>> a, b = symbol("alpha"), symbol("beta")
@@ -407,7 +407,8 @@ def expanded_terms(expr, cap: int) -> int:
             n = 1 if m == 1 else (cap + 1 if k > 4 * cap else min(math.comb(k + m - 1, m - 1), cap + 1))
         else:  # a function or a symbolic power: one monomial, its arguments expanded on their own
             for a in e.args:
-                kept.setdefault(a, None)
+                if not a.is_Atom:  # an atom expands to itself: nothing to count (exp(2) adds no term)
+                    kept.setdefault(a, None)
             n = 1
         memo[e] = n
         return n

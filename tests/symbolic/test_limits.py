@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 import sympy
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import lagrangian_family as lf
@@ -217,6 +217,7 @@ def test_parse_inverts_str_on_adversarial_coefficients(text):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(adversarial_coefficient_texts(depth=4))
+@example("((1 + exp(2)))**100")  # 101 terms once expanded; its printed form once counted 201 (exp's arguments)
 def test_adversarial_coefficients_classify_or_raise_typed_errors(coefficient):
     try:
         c = lf.classify(f"{coefficient} * {KL} + I_p(x;z)")
