@@ -333,6 +333,12 @@ def _needs(form) -> dict:
     return out
 
 
+def _translator_spec(side: int, budget: str, options: Mapping) -> dict:
+    """The component spec of CycleGAN's and DiscoGAN's translator (the same for both directions)."""
+    return {"class": "LaplaceConvTranslator", "config": {"side": side, "width": _translator_width(budget), "depth": 3,
+                                                         "scale": options.get("translator_scale")}}
+
+
 def _dims(term, x_dim: int, z_dim: int) -> int:
     vars_ = set(term.left.vars)
     return (x_dim if "x" in vars_ else 0) + (z_dim if "z" in vars_ else 0)
@@ -468,9 +474,7 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
             raise RecipeError("a translator decoder maps images of a second domain, which this model has not",
                               expected="decoder='translator' only for CycleGAN and DiscoGAN",
                               given="decoder='translator'", fix="use decoder='bernoulli' or 'generator'")
-        decoder = {"class": "LaplaceConvTranslator",
-                   "config": {"side": side, "width": _translator_width(budget), "depth": 3,
-                              "scale": o.get("translator_scale")}}
+        decoder = _translator_spec(side, budget, o)
         reasons["decoder"] = structure.get("why", "") + ("; the translation is deterministic and scored by the l1 cost "
                                                          "over the number of pixels, so -lambda_c log p(x|z) is "
                                                          "CycleGAN's lambda times a per-pixel mean l1")
@@ -512,10 +516,7 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
             raise RecipeError("a translator encoder maps images to a second domain, which this model has not",
                               expected="encoder='translator' only for CycleGAN and DiscoGAN",
                               given="encoder='translator'", fix="use encoder='gaussian'")
-        encoder = dict(decoder) if dec_kind == "translator" else {
-            "class": "LaplaceConvTranslator", "config": {"side": side, "width": _translator_width(budget),
-                                                         "depth": 3, "scale": o.get("translator_scale")}}
-        encoder = copy.deepcopy(encoder)
+        encoder = _translator_spec(side, budget, o)
         reasons["encoder"] = "the map from the digits to the second domain, the same translator as the decoder"
     else:
         raise RecipeError(f"unknown encoder kind {enc_kind!r}", expected="'gaussian', 'deterministic', 'noisy', "
