@@ -713,57 +713,82 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
         identity["dual_lr"] = float(dual_lr)
     total = int(recipe.training["steps"])
 
+    joined = "WORLD_SIZE" in os.environ and not _group_initialised()
     sync = init_from_env() if "WORLD_SIZE" in os.environ else None
-    writer = sync is None or sync.rank == 0
-
-    # everything that can be refused is refused before the folder is touched
-    _check_folder(out, identity)
-    train = recipe.load_data("train", data_dir)
-    loss_fn = recipe.build(example_x=train[:8]) if lag is None else _compile_lagrangian(lag, recipe, train[:8])
-    finished, why = read_finished(out, identity)
-    if finished is not None:
-        log(f"{out}: finished already (delete {out / METRICS_FILE} to evaluate again)")
-        return RunResult(out, "skipped", finished)
-    if why is not None:
-        log(f"{out}: redoing the evaluation: {why}")
-
-    if writer:
-        out.mkdir(parents=True, exist_ok=True)
-    lock = _lock(out, wait, log) if writer else None
     try:
+        writer = sync is None or sync.rank == 0
+
+        # everything that can be refused is refused before the folder is touched
+        _check_folder(out, identity)
+        train = recipe.load_data("train", data_dir)
+        loss_fn = recipe.build(example_x=train[:8]) if lag is None else _compile_lagrangian(lag, recipe, train[:8])
+        finished, why = read_finished(out, identity)
+        if finished is not None:
+            log(f"{out}: finished already (delete {out / METRICS_FILE} to evaluate again)")
+            return RunResult(out, "skipped", finished)
+        if why is not None:
+            log(f"{out}: redoing the evaluation: {why}")
+
         if writer:
-            finished, _ = read_finished(out, identity)  # a run we waited for (--wait) may have finished it
-            if finished is not None:
-                log(f"{out}: finished by the run we waited for")
-                return RunResult(out, "skipped", finished)
-            atomic_write(out / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
-        reference = None
-        if lag is not None:  # section 6: ε = ε̂ + slack, ε̂ the constraints of a reference run
-            reference = _reference_run(out / REFERENCE_DIR, lag, recipe, train, data_dir, total, seed, progress,
-                                       writer, log)
-        extra = {} if lag is None else {"updater": _dual_updater(lag, dual_lr)}
-        trainer = recipe.trainer(loss_fn, train, log_csv=out / LOG_FILE, checkpoint=out / CHECKPOINT_FILE,
-                                 checkpoint_every=max(100, total // 20), seed=seed, progress=progress,
-                                 tensorboard=tensorboard, **extra)
-        status = "trained"
-        if (out / CHECKPOINT_FILE).exists():
-            trainer.load(out / CHECKPOINT_FILE)
-            status = "resumed"
-            log(f"{out}: resuming at step {trainer.step_count} of {total}")
-        t0 = time.perf_counter()
-        remaining = total - trainer.step_count
-        if remaining > 0:
-            trainer.train(remaining)
-        train_seconds = time.perf_counter() - t0
-        if not writer:
-            return RunResult(out, "worker")
-        metrics = _finish(out, loss_fn, recipe, identity, classification, lag, reference, data_dir,
-                          n_eval or N_EVAL[data], trainer.step_count, status, train_seconds,
-                          command or _default_command(model, data, budget, params, seed, out))
-        return RunResult(out, status, metrics)
+            out.mkdir(parents=True, exist_ok=True)
+        lock = _lock(out, wait, log) if writer else None
+        try:
+            if writer:
+                finished, _ = read_finished(out, identity)  # a run we waited for (--wait) may have finished it
+                if finished is not None:
+                    log(f"{out}: finished by the run we waited for")
+                    return RunResult(out, "skipped", finished)
+                atomic_write(out / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
+            reference = None
+            if lag is not None:  # section 6: ε = ε̂ + slack, ε̂ the constraints of a reference run
+                reference = _reference_run(out / REFERENCE_DIR, lag, recipe, train, data_dir, total, seed, progress,
+                                           writer, log)
+            extra = {} if lag is None else {"updater": _dual_updater(lag, dual_lr)}
+            trainer = recipe.trainer(loss_fn, train, log_csv=out / LOG_FILE, checkpoint=out / CHECKPOINT_FILE,
+                                     checkpoint_every=max(100, total // 20), seed=seed, progress=progress,
+                                     tensorboard=tensorboard, **extra)
+            status = "trained"
+            if (out / CHECKPOINT_FILE).exists():
+                trainer.load(out / CHECKPOINT_FILE)
+                status = "resumed"
+                log(f"{out}: resuming at step {trainer.step_count} of {total}")
+            t0 = time.perf_counter()
+            remaining = total - trainer.step_count
+            if remaining > 0:
+                trainer.train(remaining)
+            train_seconds = time.perf_counter() - t0
+            if not writer:
+                return RunResult(out, "worker")
+            metrics = _finish(out, loss_fn, recipe, identity, classification, lag, reference, data_dir,
+                              n_eval or N_EVAL[data], trainer.step_count, status, train_seconds,
+                              command or _default_command(model, data, budget, params, seed, out))
+            return RunResult(out, status, metrics)
+        finally:
+            if lock is not None:
+                lock.release()
     finally:
-        if lock is not None:
-            lock.release()
+        if sync is not None:
+            _leave(sync, joined, failed=sys.exc_info()[0] is not None)
+
+
+def _group_initialised() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def _leave(sync, joined: bool, *, failed: bool) -> None:
+    """End a distributed run on this rank: wait for every rank (the writer evaluates after training
+    while the others are done), then leave the process group if this run joined it. A rank that
+    exits with the group's gloo threads alive aborts ("terminate called without an active
+    exception"). After a failure the barrier is skipped (the other ranks may be inside a
+    collective that will never complete; torchrun stops them)."""
+    import torch.distributed as dist
+
+    if not failed:
+        sync.barrier()
+    if joined:
+        dist.destroy_process_group()
 
 
 def _finish(out: Path, loss_fn, recipe, identity: dict, classification, lag, reference, data_dir, n_eval: int,
