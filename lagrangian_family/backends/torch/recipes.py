@@ -333,8 +333,16 @@ def _needs(form) -> dict:
     return out
 
 
-def _translator_spec(side: int, budget: str, options: Mapping) -> dict:
-    """The component spec of CycleGAN's and DiscoGAN's translator (the same for both directions)."""
+def _translator_spec(role: str, prior_kind: str, side: int, budget: str, options: Mapping) -> dict:
+    """The component spec of CycleGAN's and DiscoGAN's translator (the same for both directions);
+    refused for a model whose z is not a second domain of images."""
+    if prior_kind != "domain":
+        direction = "of" if role == "decoder" else "to"
+        raise RecipeError(f"a translator {role} maps images {direction} a second domain, which this model has not",
+                          expected=f"{role}='translator' only for CycleGAN and DiscoGAN",
+                          given=f"{role}='translator'",
+                          fix="use decoder='bernoulli' or 'generator'" if role == "decoder"
+                          else "use encoder='gaussian'")
     return {"class": "LaplaceConvTranslator", "config": {"side": side, "width": _translator_width(budget), "depth": 3,
                                                          "scale": options.get("translator_scale")}}
 
@@ -470,11 +478,7 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
         reasons["decoder"] = ("no term needs log p(x|z), so the decoder is an implicit generator with sigmoid "
                               "outputs: continuous images in [0, 1] that carry the critic's gradient")
     elif dec_kind == "translator":
-        if prior_kind != "domain":
-            raise RecipeError("a translator decoder maps images of a second domain, which this model has not",
-                              expected="decoder='translator' only for CycleGAN and DiscoGAN",
-                              given="decoder='translator'", fix="use decoder='bernoulli' or 'generator'")
-        decoder = _translator_spec(side, budget, o)
+        decoder = _translator_spec("decoder", prior_kind, side, budget, o)
         reasons["decoder"] = structure.get("why", "") + ("; the translation is deterministic and scored by the l1 cost "
                                                          "over the number of pixels, so -lambda_c log p(x|z) is "
                                                          "CycleGAN's lambda times a per-pixel mean l1")
@@ -512,11 +516,7 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
         reasons["encoder"] = ("Q: a categorical over the 10-way code and a Gaussian over the continuous codes; the "
                               "noise is not inferred (Chen et al. 2016)")
     elif enc_kind == "translator":
-        if prior_kind != "domain":
-            raise RecipeError("a translator encoder maps images to a second domain, which this model has not",
-                              expected="encoder='translator' only for CycleGAN and DiscoGAN",
-                              given="encoder='translator'", fix="use encoder='gaussian'")
-        encoder = _translator_spec(side, budget, o)
+        encoder = _translator_spec("encoder", prior_kind, side, budget, o)
         reasons["encoder"] = "the map from the digits to the second domain, the same translator as the decoder"
     else:
         raise RecipeError(f"unknown encoder kind {enc_kind!r}", expected="'gaussian', 'deterministic', 'noisy', "
