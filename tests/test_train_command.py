@@ -146,6 +146,13 @@ def _snapshot(folder):
     return {p.name: p.read_bytes() for p in folder.iterdir()} if folder.exists() else None
 
 
+def _refused_before_writing(tmp_path, capsys, argv, message):
+    """``lagfam train ARGV`` ends with exit 2 and ``message``, no traceback, and no run folder."""
+    folder = tmp_path / "run"
+    rc, _, err = run(capsys, "train", *argv, "--out", folder, "--steps", 5, "--no-progress")
+    assert rc == 2 and message in err and "Traceback" not in err and not folder.exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["E_{q(z)}[JS(q(x|z) || p(x|z))]"], "no computability class"),
     (["vae", "--data", "cifar"], "unknown data"),
@@ -158,9 +165,7 @@ def _snapshot(folder):
     (["beta_vae", "--set", "gamma=2"], "has no parameter"),
 ])
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, capsys, argv, message):
-    folder = tmp_path / "run"
-    rc, out, err = run(capsys, "train", *argv, "--out", folder, "--steps", 5, "--no-progress")
-    assert rc == 2 and message in err and "Traceback" not in err and not folder.exists()
+    _refused_before_writing(tmp_path, capsys, argv, message)
 
 
 def test_a_data_folder_without_mnist_is_refused(tmp_path, capsys):
@@ -308,9 +313,7 @@ def test_a_finished_lagrangian_run_is_skipped(lagvae_dir, capsys):
     (["infogan", "--lagrangian", "maximise-Ip", "--slack", "1"], "--option encoder=gaussian"),
 ])
 def test_bad_lagrangian_input_is_refused_before_anything_is_written(tmp_path, capsys, argv, message):
-    folder = tmp_path / "run"
-    rc, _, err = run(capsys, "train", *argv, "--out", folder, "--steps", 5, "--no-progress")
-    assert rc == 2 and message in err and "Traceback" not in err and not folder.exists()
+    _refused_before_writing(tmp_path, capsys, argv, message)
 
 
 # -- sweeps (--set beta=1,4 --seeds 2) ------------------------------------------------------------------
