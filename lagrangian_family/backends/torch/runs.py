@@ -688,7 +688,7 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
     from lagrangian_family.files import atomic_write, check_output_folder
 
     from . import recipes
-    from .distributed import init_from_env
+    from .distributed import _initialised, init_from_env
 
     seed = _check_seed(seed)
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
@@ -713,7 +713,7 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
         identity["dual_lr"] = float(dual_lr)
     total = int(recipe.training["steps"])
 
-    joined = "WORLD_SIZE" in os.environ and not _group_initialised()
+    joined = "WORLD_SIZE" in os.environ and not _initialised()
     sync = init_from_env() if "WORLD_SIZE" in os.environ else None
     try:
         writer = sync is None or sync.rank == 0
@@ -769,12 +769,6 @@ def train_run(model: str, *, out, data: str = "digits", budget: str = "smoke", p
     finally:
         if sync is not None:
             _leave(sync, joined, failed=sys.exc_info()[0] is not None)
-
-
-def _group_initialised() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized()
 
 
 def _leave(sync, joined: bool, *, failed: bool) -> None:
