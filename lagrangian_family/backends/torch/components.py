@@ -62,8 +62,9 @@ __all__ = [
 ]
 
 
-def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.Softplus) -> nn.Sequential:
-    """A multilayer perceptron ``sizes[0] -> ... -> sizes[-1]`` with no activation at the end.
+def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.Softplus, batch_norm: bool = False) -> nn.Sequential:
+    """A multilayer perceptron ``sizes[0] -> ... -> sizes[-1]`` with no activation at the end;
+    ``batch_norm``: batch normalisation after every hidden linear layer, before its activation.
 
     >>> mlp([3, 4, 1])
     Sequential(
@@ -76,6 +77,8 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.Softplus) -> nn.S
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(b))
             layers.append(activation())
     return nn.Sequential(*layers)
 
@@ -215,12 +218,12 @@ class _MLPDecoder(nn.Module):
     explicit = True
 
     def __init__(self, z_dim: int, x_shape: Sequence[int] | int, hidden: Sequence[int],
-                 activation: type[nn.Module], n_params: int):
+                 activation: type[nn.Module], n_params: int, batch_norm: bool = False):
         super().__init__()
         self.z_dim = int(z_dim)
         self.x_shape = (int(x_shape),) if isinstance(x_shape, int) else tuple(int(s) for s in x_shape)
         self.x_dim = _prod(self.x_shape)
-        self.net = mlp([self.z_dim, *hidden, n_params * self.x_dim], activation)
+        self.net = mlp([self.z_dim, *hidden, n_params * self.x_dim], activation, batch_norm)
 
     def _params(self, z):
         out = self.net(z)
@@ -303,6 +306,9 @@ class DeterministicMLPDecoder(_MLPDecoder):
     """An implicit decoder (a GAN generator): x = g(z), a tensor; it has no log p(x|z).
 
     ``output`` is applied last: ``"sigmoid"`` for images in [0, 1], ``None`` for none.
+    ``batch_norm``: batch normalisation after every hidden layer, as the generators of DCGAN
+    (Radford et al. 2016) and of BiGAN's and InfoGAN's MNIST experiments; the running statistics
+    are used in eval mode (sampling, evaluation), the batch's in training.
 
     >>> import torch
     >>> tuple(DeterministicMLPDecoder(2, (3,), hidden=(8,))(torch.zeros(5, 2)).shape)
@@ -312,13 +318,13 @@ class DeterministicMLPDecoder(_MLPDecoder):
     explicit = False
 
     def __init__(self, z_dim: int, x_shape: Sequence[int] | int, hidden: Sequence[int] = (256, 256),
-                 activation: type[nn.Module] = nn.Softplus, output: str | None = None):
-        super().__init__(z_dim, x_shape, hidden, activation, 1)
+                 activation: type[nn.Module] = nn.Softplus, output: str | None = None, batch_norm: bool = False):
+        super().__init__(z_dim, x_shape, hidden, activation, 1, bool(batch_norm))
         if output not in (None, "sigmoid", "tanh"):
             raise ValueError(f"output must be None, 'sigmoid' or 'tanh', got {output!r}")
         self.output = output
         self.config = _config(z_dim=self.z_dim, x_shape=self.x_shape, hidden=hidden, activation=activation,
-                              output=output)
+                              output=output, **({"batch_norm": True} if batch_norm else {}))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """The generated batch x = g(z), a tensor ``(n, *x_shape)``, for codes ``z`` ``(n, z_dim)``."""

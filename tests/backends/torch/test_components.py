@@ -114,3 +114,31 @@ def test_public_names_of_the_backend():
     assert names <= set(backend.__all__) and len(backend.__all__) == len(set(backend.__all__))
     assert all(getattr(backend, n) is getattr(components, n) for n in names)
     assert {"compile_objective", "Lagrangian", "Trainer", "metrics", "MMDEstimator"} <= set(backend.__all__)
+
+
+def test_generator_batch_norm_normalises_hidden_layers_and_uses_running_stats_in_eval():
+    from lagrangian_family.backends.torch.components import DeterministicMLPDecoder
+    from lagrangian_family.backends.torch.model import build_component, component_spec
+
+    torch.manual_seed(0)
+    g = DeterministicMLPDecoder(3, (5,), hidden=(7, 6), activation=torch.nn.LeakyReLU, output="sigmoid",
+                                batch_norm=True)
+    norms = [m for m in g.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert [m.num_features for m in norms] == [7, 6]
+    # training mode: each hidden unit is normalised over the batch (checked on the first layer by hand)
+    z = torch.randn(64, 3) * 4 + 2
+    h = g.net[0](z)
+    expected = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + 1e-5)
+    torch.testing.assert_close(g.net[1](h), expected, rtol=1e-4, atol=1e-4)
+    g.train()
+    g(z)
+    # eval mode: the running statistics, so a sample does not depend on the rest of its batch
+    g.eval()
+    one = g(z[:1])
+    torch.testing.assert_close(one, g(z)[:1])
+    # the option survives the component's description; the plain generator's description is unchanged
+    spec = component_spec(g)
+    assert spec["config"]["batch_norm"] is True
+    rebuilt = build_component(spec)
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in rebuilt.modules()) == 2
+    assert "batch_norm" not in component_spec(DeterministicMLPDecoder(3, (5,), hidden=(4,)))["config"]

@@ -122,6 +122,19 @@ def test_gan_models_keep_a_32d_latent_on_mnist(name):
     assert r.components["prior"]["config"]["dim"] == 32 and "z_dim" not in r.reasons
 
 
+@pytest.mark.parametrize("name", ADVERSARIAL_ONLY)
+def test_purely_adversarial_models_train_longer_at_the_small_budget_on_mnist(name):
+    r = recipe(name, data="mnist", budget="small")
+    assert r.training["steps"] == BUDGETS["small"]["mnist"]["steps_adversarial"] == 20_000
+    assert "20000 steps, not 6000" in r.reasons["steps"]
+    # the other models, the other data and budgets, and an explicit steps= keep theirs
+    assert recipe("vae", data="mnist", budget="small").training["steps"] == 6000
+    assert recipe(name, data="digits", budget="small").training["steps"] == 3000
+    assert recipe(name, data="mnist", budget="smoke").training["steps"] == 20
+    explicit = recipe(name, data="mnist", budget="small", steps=100)
+    assert explicit.training["steps"] == 100 and "steps" not in explicit.reasons
+
+
 def test_wasserstein_term_gets_five_critic_steps():
     r = recipe("-E_{q(x,z)}[log p(x|z)] + W(q(z) || p(z))", data="digits", budget="smoke")
     assert r.training["n_critic"] == 5
