@@ -48,15 +48,42 @@ def test_round_trip_through_json(name):
 
 
 @pytest.mark.parametrize("name", ["ali", "bigan", "alice", "as_vae", "avb"])
-def test_joint_critics_have_dropout_and_spectral_norm(name):
+def test_joint_critics_have_dropout_and_spectral_norm_or_r1(name):
+    # ALI and BiGAN (purely adversarial, JS critics only): R1 instead of spectral normalisation
+    adversarial = name in ADVERSARIAL_ONLY
     r = recipe(name, data="digits", budget="smoke")
     loss_fn = r.build()
     critics = [e.critic for e in loss_fn.estimators if isinstance(getattr(e, "critic", None), torch.nn.Module)]
     assert critics and all(isinstance(c, MLPCritic) for c in critics)
     for c in critics:
         linears = [m for m in c.modules() if isinstance(m, torch.nn.Linear)]
-        assert linears and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in linears)
+        normalised = [torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in linears]
+        assert linears and all(normalised) != adversarial and any(normalised) != adversarial
         assert any(isinstance(m, torch.nn.Dropout) and m.p == pytest.approx(0.2) for m in c.modules())
+    r1 = [getattr(e, "r1", None) for e in loss_fn.estimators if type(e).__name__ == "GANEstimator"]
+    assert r1 == ([10.0] if adversarial else r1) and (adversarial or not any(r1))
+    assert ("Mescheder" in r.reasons["critics"]) == adversarial
+
+
+@pytest.mark.parametrize("name", [*ADVERSARIAL_ONLY, "JS(q(x) || p(x))"])
+def test_r1_adds_gamma_half_the_squared_gradient_at_the_data_to_the_critics_loss(name):
+    # with a linear critic T(u) = w.u + b the gradient at every data point is w, so R1 adds exactly
+    # (gamma / 2) ||w||^2 = 5 ||w||^2 to the critic's loss (by hand) and nothing to the model's
+    kw = dict(data="digits", budget="smoke", critic_hidden=[])
+    with_r1, without = recipe(name, **kw), recipe(name, **kw, r1=0.0)
+    x = with_r1.load_data()[:16]
+    fn_r1, fn = with_r1.build(example_x=x[:4]), without.build(example_x=x[:4])
+    fn.load_state_dict(fn_r1.state_dict())
+    gan = next(e for e in fn_r1.estimators if type(e).__name__ == "GANEstimator")
+    assert gan.r1 == 10.0 and not next(e for e in fn.estimators if type(e).__name__ == "GANEstimator").r1
+    (linear,) = [m for m in gan.critic.modules() if isinstance(m, torch.nn.Linear)]
+    outs = []
+    for loss_fn in (fn_r1, fn):
+        torch.manual_seed(5)
+        out = loss_fn(x)
+        outs.append((float(out.players["critic"].loss.detach()), float(out.players["model"].loss.detach())))
+    assert outs[0][0] - outs[1][0] == pytest.approx(5.0 * float(linear.weight.detach().pow(2).sum()), rel=1e-4)
+    assert outs[0][1] == pytest.approx(outs[1][1], rel=1e-6)
 
 
 def test_spectral_norm_bounds_the_critic_layers():
