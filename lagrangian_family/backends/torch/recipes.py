@@ -41,20 +41,21 @@ What is chosen, and why (every choice is an option of :func:`recipe`, named in b
   (0.5, 0.999); ALI used Adam 1e-4, β1 = 0.5). Two time-scales (Heusel et al. 2017, TTUR: a
   faster critic, ``critic_lr=4e-4``) is an option, not the default: on MNIST at the small budget
   it let the spectrally normalised critic win (ALI: 4 classes covered against 6 at equal
-  rates). InfoGAN keeps its authors' rates (generator and Q 1e-3, discriminator 2e-4).
-  Models with a likelihood or reconstruction term keep what trained them
-  before: Adam 1e-3 for the model (a GAN learning rate slows their reconstruction, and they
-  cover fewer classes), and Adam 1e-3 with betas (0.5, 0.9) for their critics (the Trainer's
-  defaults). A Wasserstein term gets WGAN-GP's five critic steps per model step (``n_critic``;
-  Gulrajani et al. 2017); a JS term one.
+  rates). InfoGAN keeps its authors' rates (generator 1e-3, discriminator 2e-4; Q, a network
+  of its own here, is trained with the generator). Models with a likelihood or reconstruction
+  term keep what trained them before: Adam 1e-3 for the model (a GAN learning rate slows their
+  reconstruction, and they cover fewer classes), and Adam 1e-3 with betas (0.5, 0.9) for their
+  critics (the Trainer's defaults). A Wasserstein term gets WGAN-GP's five critic steps per
+  model step (``n_critic``; Gulrajani et al. 2017); a JS term one.
 * **Budgets** (:data:`BUDGETS`): ``smoke`` takes seconds on the 8x8 digits (the tests),
   ``small`` at most ten minutes per model on two CPU cores, ``paper`` is for a GPU. At the small
-  budget on MNIST, purely adversarial models (ALI, BiGAN, InfoGAN: no likelihood or
-  reconstruction term) train 20,000 steps and the others 6,000: learning from a critic alone is
-  slow (ALI covered 6 digit classes after 6,000 steps and 9 after 20,000, measured), and an
-  adversarial MLP step is cheap (about 25 ms on one CPU thread). A model with a likelihood or reconstruction term gets a 16-d latent, the GAN
-  models 32 (``z_dim``): with 32, prior samples of the short-trained WAE, AAE and beta-VAE fell
-  where the aggregate posterior had no mass and covered 5-6 digit classes; with 16, 9 or more
+  budget on MNIST, purely adversarial models with JS critics (ALI, BiGAN, InfoGAN: no
+  likelihood or reconstruction term) train 20,000 steps and the others 6,000: learning from a
+  critic alone is slow (ALI covered 6 digit classes after 6,000 steps and 9 after 20,000,
+  measured), and an adversarial MLP step is cheap (about 25 ms on one CPU thread). A model with
+  a likelihood or reconstruction term gets a 16-d latent, the GAN models 32 (``z_dim``): with
+  32, prior samples of the short-trained WAE, AAE and beta-VAE fell where the aggregate
+  posterior had no mass and covered 5-6 digit classes; with 16, 9 or more
   (measured; the papers used 8 to 10 on MNIST).
 
 >>> r = recipe("ali", data="digits", budget="smoke")
@@ -133,8 +134,10 @@ ZOO_STRUCTURE: dict[str, dict] = {
                 "why": "InfoGAN's latent is a 10-way categorical code, 2 uniform continuous codes and 62 noise "
                        "dimensions, and Q infers the codes (Chen et al. 2016)",
                 "training": {"lr": 1e-3, "critic_lr": 2e-4},
-                "training_why": "InfoGAN's authors trained the generator and Q with Adam 1e-3 and the "
-                                "discriminator with Adam 2e-4, beta1 = 0.5 (Chen et al. 2016, released code)"},
+                "training_why": "InfoGAN's authors trained the generator with Adam 1e-3 and the "
+                                "discriminator with Adam 2e-4, beta1 = 0.5 (Chen et al. 2016, released code); their "
+                                "Q shares the discriminator's layers and optimiser, here Q is a network of its own, "
+                                "trained with the generator's"},
     "cyclegan": {"encoder": "translator", "decoder": "translator", "prior": "domain",
                  "why": "CycleGAN's z is an image of a second domain (here the colour-inverted digits, 1 - x) "
                         "and both maps are image translators with an l1 cycle cost (Zhu et al. 2017)"},
