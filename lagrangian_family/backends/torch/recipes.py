@@ -59,9 +59,9 @@ What is chosen, and why (every choice is an option of :func:`recipe`, named in b
   (measured; the papers used 8 to 10 on MNIST).
 
 >>> r = recipe("ali", data="digits", budget="smoke")
->>> r.components["decoder"]["class"], r.training["binarize"], r.compile_options["critics"][
-...     "JS(q(x,z) || p(x,z))"]["config"]["spectral_norm"]
-('DeterministicMLPDecoder', None, True)
+>>> r.components["decoder"]["class"], r.training["binarize"], r.compile_options["estimators"], r.compile_options[
+...     "critics"]["JS(q(x,z) || p(x,z))"]["config"]["spectral_norm"]
+('DeterministicMLPDecoder', None, {'JS': 'gan:r1=10'}, False)
 >>> recipe("vae", data="digits").training["model_optimizer"]["lr"]
 0.001
 """
