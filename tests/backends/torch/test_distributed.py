@@ -42,19 +42,31 @@ def run(tmp_path_factory):
         tr.train(STEPS // 2)
         single = {"lambdas": torch.stack(lams), "final": state(loss_fn)}
 
-        mp.spawn(rank_main, args=(2, str(out / "rendezvous"), str(out), str(out / "single_100.pt")), nprocs=2,
-                 join=True)
-        ranks = [torch.load(out / f"rank{r}.pt") for r in (0, 1)]
+        for attempt in range(2):
+            folder = out / f"spawn{attempt}"
+            folder.mkdir()
+            try:
+                mp.spawn(rank_main, args=(2, str(folder / "rendezvous"), str(folder), str(out / "single_100.pt")),
+                         nprocs=2, join=True)
+                break
+            except mp.ProcessExitedException as e:
+                # Known and not ours to fix here (as in test_train_command's torchrun test): now and
+                # then a gloo rank of this torch build aborts in C++ ("terminate called without an
+                # active exception", SIGABRT) although it left the process group; a second spawn in a
+                # fresh folder tells that apart from a real failure, which fails both times.
+                if attempt or e.signal_name != "SIGABRT":
+                    raise
+        ranks = [torch.load(folder / f"rank{r}.pt") for r in (0, 1)]
 
         # the two ranks' checkpoint at step 100, continued in one process
         loss_fn, up = deterministic_problem(init_seed=77)
         tr = Trainer(loss_fn, data(), batch_size=BATCH, updater=up, seed=1, progress=False)
-        tr.load(out / "two_ranks_100.pt")
+        tr.load(folder / "two_ranks_100.pt")
         tr.train(STEPS // 2)
         from_two = state(loss_fn)
     finally:
         torch.set_num_threads(n)
-    return {"out": out, "single": single, "ranks": ranks, "from_two": from_two}
+    return {"out": folder, "single": single, "ranks": ranks, "from_two": from_two}
 
 
 def _max_diff(a: dict, b: dict) -> float:
