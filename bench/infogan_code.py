@@ -5,7 +5,9 @@ that could explain the miss: the recipe's structure (an MLP generator and an MLP
 own, trained with the generator), Q on the discriminator's trunk as in Chen et al.'s code (the
 trunk, D's head and Q's head in the discriminator's optimiser, which minimises D's loss plus the
 information term), batch normalisation in the generator (as their generator), and their
-convolutional networks at a reduced width. Everything else is the recipe's: a 10-way
+convolutional networks at a reduced width. LeakyReLU has slope 0.2 throughout (the recipe's
+generator keeps torch's 0.01) and the batch-normalised generators use ReLU, as Chen et al.'s.
+The rest is the recipe's: a 10-way
 categorical code, 2 uniform codes and 62 noise dimensions, the R1 penalty (gamma 10) on the
 discriminator (``--critic sn``: spectral normalisation instead, the recipe's earlier default),
 non-saturating generator loss, Adam 1e-3 for the generator (and a separate Q), 2e-4 for
@@ -20,6 +22,9 @@ their labels (``evaluate.encoder_code_accuracy``). One JSON line per variant goe
         [--out FILE.jsonl]
 
 Variants: separate, shared, separate-bn, shared-bn, conv-shared. Not a test: nothing is asserted.
+In ``bench/results/infogan_code_small_mnist.jsonl`` the ``"critic": "sn"`` lines were run before
+``--critic`` existed, by this script with spectral normalisation as its only discriminator (the
+same code path as ``--critic sn``); the field was added to them afterwards.
 """
 
 from __future__ import annotations

@@ -1,11 +1,15 @@
 """One JSON line per ``lagfam train`` run folder: its command (with the ``--option`` overrides),
-the recipe's critic and generator settings, and the objective-independent metrics.
+the recipe's critic and generator settings (those of its first critic), and the
+objective-independent metrics.
 
     python bench/run_summaries.py RUN_DIR [RUN_DIR ...] >> bench/results/FILE.jsonl
 
 The measurements behind the recipes' adversarial defaults
 (``bench/results/adversarial_defaults_small_mnist.jsonl``) were collected this way from runs of
-``lagfam train MODEL --data mnist --budget small --option ...``. Not a test: nothing is asserted.
+``lagfam train MODEL --data mnist --budget small --option ...``; its first three lines are the
+zoo's ALI, BiGAN and InfoGAN folders as committed at 7b1bf85 (6,000 steps, spectral
+normalisation: ``git show 7b1bf85:docs/results/zoo/ali/metrics.json``). Not a test: nothing is
+asserted.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ def summary(folder: Path) -> dict:
     """The summary of one finished run folder."""
     m = json.loads((folder / "metrics.json").read_text())
     recipe = json.loads((folder / "run.json").read_text())["recipe"]
-    command = re.search(r"Command: `(.*)`", (folder / "report.md").read_text()).group(1)
+    report = folder / "report.md"
+    found = re.search(r"Command: `(.*)`", report.read_text()) if report.is_file() else None
+    command = found.group(1) if found else None
     critic = next(iter(recipe["compile_options"].get("critics", {}).values()), {}).get("config", {})
     return {"model": m["identity"]["model"], "command": command, "seed": m["identity"]["seed"], "steps": m["steps"],
             "recipe": {"spectral_norm": critic.get("spectral_norm"), "critic_dropout": critic.get("dropout"),

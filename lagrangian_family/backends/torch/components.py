@@ -308,7 +308,9 @@ class DeterministicMLPDecoder(_MLPDecoder):
     ``output`` is applied last: ``"sigmoid"`` for images in [0, 1], ``None`` for none.
     ``batch_norm``: batch normalisation after every hidden layer, as the generators of DCGAN
     (Radford et al. 2016) and of BiGAN's and InfoGAN's MNIST experiments; the running statistics
-    are used in eval mode (sampling, evaluation), the batch's in training.
+    are used in eval mode (sampling, evaluation), the batch's in training. Under distributed
+    training each rank normalises over its own shard and keeps its own running statistics (no
+    synchronised batch norm).
 
     >>> import torch
     >>> tuple(DeterministicMLPDecoder(2, (3,), hidden=(8,))(torch.zeros(5, 2)).shape)

@@ -26,7 +26,7 @@ What is chosen, and why (every choice is an option of :func:`recipe`, named in b
   (:class:`~.components.CycleCost`) with the colour-inverted digits as the second domain.
 * **Critics** (every JS, W, f-divergence and density-ratio term): :class:`~.components.MLPCritic`.
   An unregularised discriminator of ALI, BiGAN or InfoGAN wins within ~1,000 steps on MNIST and
-  the generator's gradient vanishes. Purely adversarial models whose critics are all JS terms'
+  the generator's gradient vanishes. Purely adversarial models whose every critic is a JS term's
   (ALI, BiGAN, InfoGAN) get the R1 penalty, gamma 10 on the critic's gradient at the data
   (``r1``; Mescheder et al. 2018): measured on MNIST at the small budget, ALI's samples covered
   10 digit classes with it and 9 with spectral normalisation, whose Lipschitz bound left
@@ -103,7 +103,8 @@ DATASETS: dict[str, dict] = {
 #: budget -> training steps and batch size per dataset ({"steps", "batch_size"}), and the network
 #: sizes it affords (hidden widths, latent size; ``z_dim_reconstruction``, where given, is the latent
 #: size of models with a likelihood or reconstruction term, ``z_dim`` that of the others;
-#: ``steps_adversarial``, where given, the steps of purely adversarial models)
+#: ``steps_adversarial``, where given, the steps of purely adversarial models whose critics are all JS
+#: critics with the data on their left: ALI, BiGAN, InfoGAN)
 BUDGETS: dict[str, dict] = {
     "smoke": {"mnist": {"steps": 20, "batch_size": 32, "hidden": [64], "z_dim": 8},
               "digits": {"steps": 20, "batch_size": 32, "hidden": [32], "z_dim": 4},
@@ -548,15 +549,23 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
     # -- estimators and critics -------------------------------------------------------------------
     critic_terms = _critic_terms(text, components, values, x_dim)
     purely_adversarial = bool(critic_terms) and not needs["decoder_density"] and dec_kind != "translator"
-    if dec_kind == "generator" and bool(o.get("generator_batch_norm", False)):
+    if bool(o.get("generator_batch_norm", False)):
+        if dec_kind != "generator":
+            raise RecipeError("generator_batch_norm applies to an implicit generator, but this model's decoder is "
+                              f"{decoder['class']}", expected="generator_batch_norm with a model whose decoder is "
+                              "an implicit generator (no term scores x under the decoder)",
+                              given="generator_batch_norm=True", fix="drop generator_batch_norm")
         decoder["config"]["batch_norm"] = True
         reasons["generator_batch_norm"] = ("batch normalisation in the generator's hidden layers, as DCGAN's "
                                            "(Radford et al. 2016) and BiGAN's and InfoGAN's MNIST generators")
     js_terms = [t for t in form if isinstance(t, Divergence) and t.kind == "JS"]
-    # a purely adversarial model whose every critic is a JS term's: R1 on the critics instead of spectral norm
-    r1_default = purely_adversarial and len(js_terms) == len(critic_terms)
-    spectral = bool(o.get("spectral_norm", not r1_default))
+    # a purely adversarial model whose every critic is a JS term's with the data on its left (R1 penalises
+    # the critic's gradient at the left argument's samples): R1 on the critics instead of spectral norm
+    critic_divs = {str(t): t for t in form if str(t) in critic_terms}
+    r1_default = (purely_adversarial and set(critic_divs) == set(critic_terms)
+                  and all(t.kind == "JS" and t.left.family == "q" for t in critic_divs.values()))
     r1 = float(o.get("r1", _R1_GAMMA if r1_default else 0.0))
+    spectral = bool(o.get("spectral_norm", not (r1_default and r1 > 0)))
     critic_hidden = [int(h) for h in o.get("critic_hidden", hidden)]
     critics = {}
     for term_text, (in_dim, joint) in critic_terms.items():
@@ -570,8 +579,10 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
         if spectral:
             reasons["critics"] = ("spectral normalisation on every critic layer (Miyato et al. 2018) bounds the "
                                   "critic's Lipschitz constant, so it cannot saturate and starve the model of gradient")
-        elif r1_default and "spectral_norm" not in o:
+        elif r1_default and "spectral_norm" not in o and "r1" not in o:
             reasons["critics"] = _R1_WHY
+        elif r1 and js_terms:
+            reasons["critics"] = f"spectral normalisation off; the R1 penalty (r1={r1:g}) regularises the JS critics"
         else:
             reasons["critics"] = "spectral normalisation off (spectral_norm=False)"
         if any(j for _, j in critic_terms.values()):

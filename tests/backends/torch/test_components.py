@@ -131,11 +131,17 @@ def test_generator_batch_norm_normalises_hidden_layers_and_uses_running_stats_in
     expected = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + 1e-5)
     torch.testing.assert_close(g.net[1](h), expected, rtol=1e-4, atol=1e-4)
     g.train()
+    norm = g.net[1]
+    before = norm.running_mean.clone()
     g(z)
-    # eval mode: the running statistics, so a sample does not depend on the rest of its batch
+    assert not torch.allclose(norm.running_mean, before)  # training updates the running statistics
+    # eval mode: the running statistics (by hand), so a sample does not depend on the rest of its batch
     g.eval()
-    one = g(z[:1])
-    torch.testing.assert_close(one, g(z)[:1])
+    with torch.no_grad():
+        h = g.net[0](z[:3])
+        expected = (h - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps) * norm.weight + norm.bias
+        torch.testing.assert_close(norm(h), expected)
+        torch.testing.assert_close(g(z[:1]), g(z)[:1])
     # the option survives the component's description; the plain generator's description is unchanged
     spec = component_spec(g)
     assert spec["config"]["batch_norm"] is True

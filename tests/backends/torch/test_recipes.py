@@ -61,8 +61,31 @@ def test_joint_critics_have_dropout_and_spectral_norm_or_r1(name):
         assert linears and all(normalised) != adversarial and any(normalised) != adversarial
         assert any(isinstance(m, torch.nn.Dropout) and m.p == pytest.approx(0.2) for m in c.modules())
     r1 = [getattr(e, "r1", None) for e in loss_fn.estimators if type(e).__name__ == "GANEstimator"]
-    assert r1 == ([10.0] if adversarial else r1) and (adversarial or not any(r1))
+    if adversarial:
+        assert r1 == [10.0]
+    else:
+        assert not any(r1)
     assert ("Mescheder" in r.reasons["critics"]) == adversarial
+
+
+def test_overriding_r1_or_spectral_norm_on_a_purely_adversarial_model():
+    def critic_and_reason(**kw):
+        r = recipe("ali", data="digits", budget="smoke", **kw)
+        return (r.compile_options["critics"]["JS(q(x,z) || p(x,z))"]["config"]["spectral_norm"],
+                r.compile_options.get("estimators"), r.reasons["critics"])
+
+    # r1=0 falls back to spectral normalisation: the critic is never left unregularised
+    sn, est, why = critic_and_reason(r1=0.0)
+    assert sn is True and est is None and why.startswith("spectral normalisation on every critic layer")
+    # another gamma: the reason names it, not the default's measurement
+    sn, est, why = critic_and_reason(r1=5.0)
+    assert sn is False and est == {"JS": "gan:r1=5"} and "r1=5" in why and "Mescheder" not in why
+    # spectral normalisation asked for: both
+    sn, est, why = critic_and_reason(spectral_norm=True)
+    assert sn is True and est == {"JS": "gan:r1=10"}
+    # a generator option on a model without a generator is refused, not ignored
+    with pytest.raises(RecipeError, match="generator_batch_norm"):
+        recipe("vae", data="digits", generator_batch_norm=True)
 
 
 @pytest.mark.parametrize("name", [*ADVERSARIAL_ONLY, "JS(q(x) || p(x))"])
@@ -70,7 +93,7 @@ def test_r1_adds_gamma_half_the_squared_gradient_at_the_data_to_the_critics_loss
     # with a linear critic T(u) = w.u + b the gradient at every data point is w, so R1 adds exactly
     # (gamma / 2) ||w||^2 = 5 ||w||^2 to the critic's loss (by hand) and nothing to the model's
     kw = dict(data="digits", budget="smoke", critic_hidden=[])
-    with_r1, without = recipe(name, **kw), recipe(name, **kw, r1=0.0)
+    with_r1, without = recipe(name, **kw), recipe(name, **kw, r1=0.0, spectral_norm=False)
     x = with_r1.load_data()[:16]
     fn_r1, fn = with_r1.build(example_x=x[:4]), without.build(example_x=x[:4])
     fn.load_state_dict(fn_r1.state_dict())
