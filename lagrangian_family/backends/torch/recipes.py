@@ -52,7 +52,8 @@ What is chosen, and why (every choice is an option of :func:`recipe`, named in b
   budget on MNIST, purely adversarial models with JS critics (ALI, BiGAN, InfoGAN: no
   likelihood or reconstruction term) train 20,000 steps and the others 6,000: learning from a
   critic alone is slow (ALI covered 6 digit classes after 6,000 steps and 9 after 20,000,
-  measured), and an adversarial MLP step is cheap (about 25 ms on one CPU thread). A model with
+  measured), and an adversarial MLP step is cheap (about 30 ms on one CPU thread with R1; ALI's
+  20,000 steps took 6.2 minutes alone on two threads). A model with
   a likelihood or reconstruction term gets a 16-d latent, the GAN models 32 (``z_dim``): with
   32, prior samples of the short-trained WAE, AAE and beta-VAE fell where the aggregate
   posterior had no mass and covered 5-6 digit classes; with 16, 9 or more
@@ -634,8 +635,10 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
         steps = size["steps_adversarial"]
         reasons["steps"] = (f"{steps} steps, not {size['steps']}: with no likelihood or reconstruction term the "
                             "model learns from its critic alone, and slowly (measured on MNIST: ALI covered 6 digit "
-                            "classes with probe 0.81 after 6000 steps, 9 with 0.88 after 20000); a step costs about "
-                            "25 ms on one CPU thread, so the run stays within the small budget's ten minutes")
+                            "classes with probe 0.81 after 6000 steps, 9 with 0.88 after 20000, with spectral "
+                            "normalisation); with R1 a step costs about 30 ms on one CPU thread: 20000 steps of ALI "
+                            "took 6.2 minutes alone on two threads and 10 beside another run, within the small "
+                            "budget's ten minutes")
     if dec_kind == "translator" and budget == "small":
         steps = steps // 3
         reasons["steps"] = ("a third of the small budget's steps: a step of two convolutional translators costs "
