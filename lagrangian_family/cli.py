@@ -243,15 +243,22 @@ def _short(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def _bindings(pairs) -> dict:
+def _name_value_pairs(pairs, flag: str, example: str, what: str, parse) -> dict:
+    """``{name: parse(name, value)}`` for ``NAME=VALUE`` arguments of ``flag`` (``"a --set"``); a typed
+    error names the malformed one (``example``: what a good one looks like, ``what``: the NAME's kind)."""
     out = {}
     for pair in pairs or ():
         name, eq, value = pair.partition("=")
         if not eq or not name.strip() or not value.strip():
-            raise ObjectiveError("a --set needs NAME=VALUE", expected="e.g. --set beta=4 or --set divergence=kl",
-                                 given=repr(pair), fix="write the parameter name, '=', then its value")
-        out[name.strip()] = _value(value.strip(), name.strip())
+            raise ObjectiveError(f"{flag} needs NAME=VALUE", expected=example, given=repr(pair),
+                                 fix=f"write {what}, '=', then its value")
+        out[name.strip()] = parse(name.strip(), value)
     return out
+
+
+def _bindings(pairs) -> dict:
+    return _name_value_pairs(pairs, "a --set", "e.g. --set beta=4 or --set divergence=kl", "the parameter name",
+                             lambda name, value: _value(value.strip(), name))
 
 
 # -- classify ---------------------------------------------------------------------------------------

@@ -120,16 +120,10 @@ def options_of(pairs) -> dict:
     >>> options_of(["decoder=generator", "betas=0.5,0.999"])
     {'decoder': 'generator', 'betas': [0.5, 0.999]}
     """
-    from lagrangian_family.errors import ObjectiveError
+    from lagrangian_family.cli import _name_value_pairs
 
-    out = {}
-    for pair in pairs or ():
-        name, eq, value = pair.partition("=")
-        if not eq or not name.strip() or not value.strip():
-            raise ObjectiveError("an --option needs NAME=VALUE", expected="e.g. --option decoder=generator",
-                                 given=repr(pair), fix="write the option's name, '=', then its value")
-        out[name.strip()] = _option_value(name.strip(), value)
-    return out
+    return _name_value_pairs(pairs, "an --option", "e.g. --option decoder=generator", "the option's name",
+                             _option_value)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -151,7 +151,8 @@ ZOO_STRUCTURE: dict[str, dict] = {
 #: the R1 weight of the critics of purely adversarial models (Mescheder et al. 2018 used 10)
 _R1_GAMMA = 10.0
 _R1_WHY = ("no likelihood or reconstruction term: the critic is the model's only teacher, so it gets the R1 penalty "
-           "(gamma 10 on its gradient at the data; Mescheder et al. 2018) instead of spectral normalisation. "
+           f"(gamma {_R1_GAMMA:g} on its gradient at the data; Mescheder et al. 2018) instead of spectral "
+           "normalisation. "
            "Measured on MNIST at the small budget: ALI's samples covered 10 digit classes (confidence ratio 0.885, "
            "Frechet distance 69.5, probe 0.893) against 9 (0.824, 142, 0.879) with spectral normalisation, "
            "whose Lipschitz bound left salt-and-pepper noise in the samples; BiGAN's 10 against 8")
