@@ -76,16 +76,36 @@ class Player:
     parameters and the critic's loss none in the model's (:mod:`.estimators.isolation`), so
     each player can be stepped by its own optimiser from one forward pass. ``backward()``
     differentiates the loss with respect to this player's parameters
-    (``loss.backward(inputs=params)``).
+    (``loss.backward(inputs=params)``). Where a critic shares layers with the encoder, decoder or
+    prior, the critic player holds them and differentiates :attr:`gradient_loss` (its loss plus
+    the model's at zero value), so the shared layers follow both gradients; compute both players'
+    gradients before stepping either, since they then share a graph.
     """
 
     loss: torch.Tensor | None
     params: list[nn.Parameter] = field(default_factory=list)
+    #: where a critic shares parameters with the encoder, decoder or prior (InfoGAN's Q on the
+    #: discriminator's trunk): the model's loss at zero value, whose gradient in those parameters
+    #: the critic player also follows (:meth:`CompiledObjective.critic_parameters`); else None
+    shared: torch.Tensor | None = None
+
+    @property
+    def gradient_loss(self) -> torch.Tensor | None:
+        """What to differentiate with respect to :attr:`params`: ``loss`` (plus :attr:`shared`
+        where parameters are shared; it has the same value)."""
+        if self.shared is None or self.loss is None:
+            return self.loss
+        return self.loss + self.shared
+
+    #: keep the graph after :meth:`backward` (set where parameters are shared: the players' losses
+    #: then share a graph, and either may be differentiated first)
+    retain: bool = False
 
     def backward(self, retain_graph: bool | None = None) -> None:
         """Accumulate this player's gradient into its parameters' ``.grad``."""
-        if self.loss is not None and self.params and self.loss.requires_grad:
-            self.loss.backward(inputs=self.params, retain_graph=retain_graph)
+        loss = self.gradient_loss
+        if loss is not None and self.params and loss.requires_grad:
+            loss.backward(inputs=self.params, retain_graph=self.retain if retain_graph is None else retain_graph)
 
 
 @dataclass
@@ -440,6 +460,7 @@ class CompiledObjective(nn.Module):
         self._scores_x = "dec_q" in self._keys and comps.decoder_explicit and comps.x_support is not None
         self._model_params = None
         self._critic_params = None
+        self._shares = False
         self._sync = None
         if example_x is not None:
             self.dry_run(example_x)
@@ -455,14 +476,42 @@ class CompiledObjective(nn.Module):
         """The text of every lowered term, in order (the keys of ``out.terms``)."""
         return list(self._texts)
 
-    def model_parameters(self) -> list[nn.Parameter]:
-        """The model player's parameters: encoder, decoder and prior (shared ones once)."""
+    def _component_parameters(self) -> list[nn.Parameter]:
         return _unique_params(self.encoder, self.decoder, getattr(self, "prior", None))
 
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters that a critic shares with the encoder, decoder or prior (a Q network on the
+        discriminator's trunk, as InfoGAN's authors built it): they belong to the critic player,
+        whose loss then also carries the model's terms in them (see :meth:`critic_parameters`)."""
+        critic = {id(p) for p in _unique_params(self.estimators)}
+        return [p for p in self._component_parameters() if id(p) in critic]
+
+    def model_parameters(self) -> list[nn.Parameter]:
+        """The model player's parameters: encoder, decoder and prior (shared ones once), less
+        those a critic shares (:meth:`shared_parameters`), which are the critic player's."""
+        shared = {id(p) for p in self.shared_parameters()}
+        return [p for p in self._component_parameters() if id(p) not in shared]
+
     def critic_parameters(self) -> list[nn.Parameter]:
-        """The critic player's parameters: every estimator's critic."""
-        model = {id(p) for p in self.model_parameters()}
-        return [p for p in _unique_params(self.estimators) if id(p) not in model]
+        """The critic player's parameters: every estimator's critic, with the parameters it
+        shares with the encoder, decoder or prior. A shared parameter is stepped by the
+        critic's optimiser on the sum of both players' gradients in it: the critic's loss through
+        the critic, the model's through the component (the model's path through a critic is
+        frozen, so nothing of the adversarial term's model gradient reaches it). This is InfoGAN's
+        authors' discriminator step: its loss carries the information term, and Q's layers are
+        the discriminator's."""
+        seen: set[int] = set()
+        out = []
+        for p in [*_unique_params(self.estimators), *self.shared_parameters()]:
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+        return out
+
+    def forget_players(self) -> None:
+        """Forget the players' parameter lists (cached at the first call), after modules were swapped."""
+        self._model_params = self._critic_params = None
+        self._shares = False
 
     def extra_repr(self) -> str:
         """The lowered objective of each head, then each term with the estimator it got and how
@@ -647,6 +696,7 @@ class CompiledObjective(nn.Module):
         if self._model_params is None:
             self._model_params = self.model_parameters()
             self._critic_params = self.critic_parameters()
+            self._shares = bool(self.shared_parameters())
         critic = None
         for e in ests:
             if e.critic_loss is not None:
@@ -654,7 +704,12 @@ class CompiledObjective(nn.Module):
         loss = model_loss
         if critic is not None and critic.requires_grad:
             loss = model_loss + (critic - critic.detach()).to(model_loss.dtype)
-        return loss, {"model": Player(model_loss, self._model_params), "critic": Player(critic, self._critic_params)}
+        shared = None
+        if self._shares and critic is not None and model_loss.requires_grad:  # see critic_parameters
+            shared = (model_loss - model_loss.detach()).to(critic.dtype)
+        retain = shared is not None
+        return loss, {"model": Player(model_loss, self._model_params, retain=retain),
+                      "critic": Player(critic, self._critic_params, shared, retain=retain)}
 
     def forward(self, x: torch.Tensor, params: Mapping | None = None, **kwargs) -> LossOutput:
         """The objective on a batch ``x`` of shape ``(n, *x_shape)``, with the symbols bound.

@@ -39,6 +39,8 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli, Distribution, Independent, Laplace, Normal
 
+from lagrangian_family.errors import ObjectiveError
+
 __all__ = [
     "GaussianMLPEncoder",
     "GaussianConvEncoder",
@@ -59,6 +61,7 @@ __all__ = [
     "LaplaceConvTranslator",
     "CycleCost",
     "mlp",
+    "share_trunk",
 ]
 
 
@@ -757,3 +760,38 @@ class LaplaceConvTranslator(nn.Module):
         n = x.shape[0]
         loc = torch.sigmoid(self.net(x.reshape(n, 1, self.side, self.side))).reshape(n, self.side * self.side)
         return CycleCost(loc, self.scale)
+
+
+def _linear_shapes(modules) -> list[tuple[int, int]]:
+    return [(m.in_features, m.out_features) for m in modules if isinstance(m, nn.Linear)]
+
+
+def share_trunk(encoder: nn.Module, critic: nn.Module) -> None:
+    """Put ``encoder``'s hidden layers on ``critic``'s: its ``body`` becomes the critic's layers
+    up to its output layer, the same module objects (InfoGAN's Q on the discriminator's trunk, as
+    Chen et al. 2016 built it). Training then steps the shared layers with the critic, on the
+    critic's loss plus the model's terms in them
+    (:meth:`~.compile.CompiledObjective.critic_parameters`), and a saved model keeps them shared.
+
+    ``encoder``: a component whose ``body`` is its hidden layers, each followed by its activation
+    (:class:`CodeEncoder`); ``critic``: an :class:`MLPCritic` with the same hidden sizes on
+    the same input. Raises :class:`~lagrangian_family.errors.ObjectiveError` when they differ.
+
+    >>> q, d = CodeEncoder(6, 3, 1, 2, hidden=(8,)), MLPCritic(6, hidden=(8,), spectral_norm=False)
+    >>> share_trunk(q, d)
+    >>> q.body[0] is d.net[0]
+    True
+    """
+    body, net = getattr(encoder, "body", None), getattr(critic, "net", None)
+    if not isinstance(body, nn.Sequential) or not isinstance(net, nn.Sequential) or len(net) < 2:
+        raise ObjectiveError("these modules have no trunk to share", expected="an encoder with a body of hidden layers "
+                             "(CodeEncoder) and an MLPCritic",
+                             given=f"{type(encoder).__name__} and {type(critic).__name__}",
+                             fix="build the encoder and the critic from the toolkit's MLP components")
+    trunk = net[:-1]
+    mine, theirs = _linear_shapes(body), _linear_shapes(trunk)
+    if mine != theirs:
+        raise ObjectiveError("the encoder's hidden layers and the critic's differ, so they cannot be shared",
+                             expected=f"the critic's hidden layers (in, out) {theirs}", given=f"the encoder's {mine}",
+                             fix="give the encoder and the critic the same input and hidden sizes (critic_hidden)")
+    encoder.body = trunk

@@ -642,7 +642,7 @@ def compile_with_recipe(lagrangian: Lagrangian, recipe, *, example_x=None, devic
     from lagrangian_family.symbolic.classify import classify
 
     from .model import build_component
-    from .recipes import DATASETS, _critic_terms
+    from .recipes import DATASETS, _critic_terms, share_layers
 
     comps = recipe.build_components(device)
     opts = dict(recipe.compile_options)
@@ -671,6 +671,7 @@ def compile_with_recipe(lagrangian: Lagrangian, recipe, *, example_x=None, devic
                                                                      "spectral_norm": True, "activation": "LeakyReLU"}}
         critic = build_component(spec, role=f"critic:{term}")
         critics[term] = critic.to(device) if device is not None else critic
+    share_layers(opts, comps, critics)
     if example_x is not None:
         example_x = torch.as_tensor(example_x)
         if device is not None:

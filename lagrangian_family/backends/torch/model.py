@@ -554,9 +554,38 @@ def save_model(path, loss_fn, *, x_range: tuple[float, float] | None = (0.0, 1.0
         "metadata": meta,
         "versions": {"lagrangian_family": __version__, "torch": torch.__version__},
     }
+    ties = _shared_modules(fn)
+    if ties:
+        spec["ties"] = ties
     tensors = {k: v.detach().cpu().clone() for k, v in fn.state_dict().items()}
     _write_file(p, spec, tensors)
     return p
+
+
+def _shared_modules(root: nn.Module) -> list[list[str]]:
+    """The submodules that appear under several names (a Q network on the discriminator's trunk):
+    ``[[name, other names...], ...]``, in the order of ``named_modules``."""
+    names: dict[int, list[str]] = {}
+    for name, m in root.named_modules(remove_duplicate=False):
+        if name:
+            names.setdefault(id(m), []).append(name)
+    return [ns for ns in names.values() if len(ns) > 1]
+
+
+def _tie(root: nn.Module, ties, path: Path) -> None:
+    """Make the saved shared submodules one object again: each later name becomes the first's module."""
+    try:
+        for first, *others in ties:
+            module = root.get_submodule(first)
+            for name in others:
+                parent, _, leaf = name.rpartition(".")
+                owner = root.get_submodule(parent) if parent else root
+                if owner.get_submodule(leaf) is not module:
+                    setattr(owner, leaf, module)
+    except (AttributeError, TypeError, ValueError) as e:
+        raise _damaged(path, f"its shared modules ({ties!r}) are not in the rebuilt model: {e}") from e
+    if ties:
+        root.forget_players()
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -697,6 +726,7 @@ def load_model(path, *, modules: Mapping | None = None, prior=None, map_location
         if x_shape and tuple(loss_fn.x_shape) != x_shape:
             loss_fn = _compile(obj_spec, {**kw, "example_x": torch.zeros(2, *x_shape, dtype=dtype, device=device)})
     loss_fn.to(device=device)
+    _tie(loss_fn, spec.get("ties") or [], p)
     _load_weights(loss_fn, tensors, p)
     return Model(loss_fn, metadata=spec.get("metadata") or {},
                  x_range=tuple(spec["x_range"]) if spec.get("x_range") is not None else None)

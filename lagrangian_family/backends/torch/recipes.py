@@ -41,11 +41,12 @@ What is chosen, and why (every choice is an option of :func:`recipe`, named in b
   (0.5, 0.999); ALI used Adam 1e-4, β1 = 0.5). Two time-scales (Heusel et al. 2017, TTUR: a
   faster critic, ``critic_lr=4e-4``) is an option, not the default: on MNIST at the small budget
   it let the spectrally normalised critic win (ALI: 4 classes covered against 6 at equal
-  rates). InfoGAN keeps its authors' rates (generator 1e-3, discriminator 2e-4; Q, a network
-  of its own here, is trained with the generator). Models with a likelihood or reconstruction
-  term keep what trained them before: Adam 1e-3 for the model (a GAN learning rate slows their
-  reconstruction, and they cover fewer classes), and Adam 1e-3 with betas (0.5, 0.9) for their
-  critics (the Trainer's defaults). A Wasserstein term gets WGAN-GP's five critic steps per
+  rates). InfoGAN keeps its authors' rates (generator 1e-3, discriminator 2e-4) and their
+  structure: Q's hidden layers are the discriminator's (``shared_trunk``), stepped with it on its
+  loss plus the information term; Q's output layer is trained with the generator. Models with
+  a likelihood or reconstruction term keep what trained them before: Adam 1e-3 for the model (a
+  GAN learning rate slows their reconstruction, and they cover fewer classes), and Adam 1e-3
+  with betas (0.5, 0.9) for their critics (the Trainer's defaults). A Wasserstein term gets WGAN-GP's five critic steps per
   model step (``n_critic``; Gulrajani et al. 2017); a JS term one.
 * **Budgets** (:data:`BUDGETS`): ``smoke`` takes seconds on the 8x8 digits (the tests),
   ``small`` at most ten minutes per model on two CPU cores, ``paper`` is for a GPU. At the small
@@ -83,7 +84,7 @@ from lagrangian_family.errors import ObjectiveError, closest
 from lagrangian_family.symbolic.classify import Computability, as_objective, classify
 from lagrangian_family.symbolic.terms import Divergence, ExpectedLog
 
-__all__ = ["recipe", "Recipe", "BUDGETS", "DATASETS", "ZOO_STRUCTURE", "OPTIONS", "RecipeError"]
+__all__ = ["recipe", "Recipe", "BUDGETS", "DATASETS", "ZOO_STRUCTURE", "OPTIONS", "RecipeError", "share_layers"]
 
 
 class RecipeError(ObjectiveError):
@@ -138,8 +139,9 @@ ZOO_STRUCTURE: dict[str, dict] = {
                 "training": {"lr": 1e-3, "critic_lr": 2e-4},
                 "training_why": "InfoGAN's authors trained the generator with Adam 1e-3 and the "
                                 "discriminator with Adam 2e-4, beta1 = 0.5 (Chen et al. 2016, released code); their "
-                                "Q shares the discriminator's layers and optimiser, here Q is a network of its own, "
-                                "trained with the generator's"},
+                                "Q shares the discriminator's layers and optimiser. Here Q's hidden layers are the "
+                                "discriminator's, stepped with it on its loss plus the information term, and Q's "
+                                "output layer is trained with the generator"},
     "cyclegan": {"encoder": "translator", "decoder": "translator", "prior": "domain",
                  "why": "CycleGAN's z is an image of a second domain (here the colour-inverted digits, 1 - x) "
                         "and both maps are image translators with an l1 cycle cost (Zhu et al. 2017)"},
@@ -167,6 +169,8 @@ OPTIONS: dict[str, str] = {
              "InfoGAN: n_categories + n_continuous + n_noise)",
     "critic_hidden": "hidden widths of the critics (default: hidden)",
     "generator_batch_norm": "batch normalisation in the hidden layers of an implicit generator (default False)",
+    "shared_trunk": "InfoGAN's Q on the discriminator's hidden layers (default True, as Chen et al.; False: Q is a "
+                    "network of its own)",
     "spectral_norm": "spectral normalisation on every critic layer (default True, but False for purely adversarial "
                      "models with JS critics, which get R1; Miyato et al. 2018)",
     "critic_dropout": "dropout in the critics (default 0.2 for joint critics over (x, z), as ALI; else 0)",
@@ -194,6 +198,8 @@ OPTIONS: dict[str, str] = {
 }
 
 _GAN_LR, _GAN_CRITIC_LR, _GAN_BETAS = 2e-4, 2e-4, (0.5, 0.999)
+_SHARED_WHY = ("Q's hidden layers are the discriminator's (Chen et al. 2016), stepped with the discriminator on its "
+               "loss plus the information term: the code is read from the features that tell digits from fakes")
 _Z_WHY = ("a likelihood or reconstruction term: a 16-d latent (the GAN models keep 32). Measured with "
           "bench/zoo_learns.py on MNIST at the small budget (bench/results/zoo_learns_small_mnist.jsonl), 16 "
           "instead of 32 took the classes the samples cover from 5 to 9 for WAE, 6 to 9 for AAE and 6 to 9 for "
@@ -263,6 +269,7 @@ class Recipe:
         critics = {t: build_component(s, role=f"critic:{t}") for t, s in (opts.pop("critics", None) or {}).items()}
         if device is not None:
             critics = {t: c.to(device) for t, c in critics.items()}
+        share_layers(opts, comps, critics)
         if example_x is not None:
             example_x = torch.as_tensor(example_x)
             if device is not None:
@@ -590,6 +597,10 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
         if any(j for _, j in critic_terms.values()):
             reasons["critic_dropout"] = ("dropout 0.2 in joint critics over (x, z), as ALI's discriminator "
                                          "(Dumoulin et al. 2017)")
+    if bool(o.get("shared_trunk", enc_kind == "code")):
+        compile_options["shared_trunk"] = _shared_trunk(enc_kind, critic_terms, critic_hidden, hidden, x_dim)
+        reasons["shared_trunk"] = (_SHARED_WHY if "shared_trunk" not in o
+                                   else "Q's hidden layers are the discriminator's (shared_trunk=True)")
     if r1 and js_terms:
         compile_options["estimators"] = {"JS": f"gan:r1={r1:g}"}
         reasons["r1"] = f"R1 penalty gamma = {r1:g} on the data side of every JS critic (Mescheder et al. 2018)"
@@ -652,6 +663,32 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
                compile_options=compile_options, training=training, domain=domain, reasons=reasons, name=name,
                budget=budget)
     return Recipe.from_dict(r.to_dict())  # JSON-safe by construction: the same object a run folder rebuilds
+
+
+def _shared_trunk(enc_kind: str, critic_terms: dict, critic_hidden: list, hidden: list, x_dim: int) -> str:
+    """The term whose critic lends Q its hidden layers (``shared_trunk``), or a RecipeError."""
+    on_x = [t for t, (d, joint) in critic_terms.items() if not joint and d == x_dim]
+    if enc_kind != "code" or len(on_x) != 1:
+        raise RecipeError("shared_trunk puts InfoGAN's Q network on the hidden layers of the critic of x, which this "
+                          "model does not have", expected="shared_trunk with InfoGAN's code encoder and one critic "
+                          "of x alone", given=f"encoder {enc_kind!r}, critics of x alone: {on_x or 'none'}",
+                          fix="drop shared_trunk")
+    if list(critic_hidden) != list(hidden):
+        raise RecipeError("Q and the discriminator cannot share hidden layers of different widths",
+                          expected=f"critic_hidden equal to hidden ({hidden})", given=f"critic_hidden={critic_hidden}",
+                          fix="drop critic_hidden, or pass shared_trunk=False")
+    return on_x[0]
+
+
+def share_layers(options: dict, components: Mapping, critics: Mapping) -> None:
+    """Pop a recipe's ``shared_trunk`` from its compile ``options`` and put the built encoder's
+    hidden layers on that term's built critic (:func:`~.components.share_trunk`); nothing where
+    the critic is not among ``critics`` (a Lagrangian version that does not keep that term)."""
+    from .components import share_trunk
+
+    term = options.pop("shared_trunk", None)
+    if term is not None and term in critics:
+        share_trunk(components["encoder"], critics[term])
 
 
 def _critic_terms(text: str, components: dict, values: dict, x_dim: int) -> dict:

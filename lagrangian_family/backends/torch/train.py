@@ -429,15 +429,22 @@ class Trainer:
         return x if x.device == self.device() else x.to(self.device())
 
     # -- one step ---------------------------------------------------------------------------------
-    def _apply(self, loss, params, optimizer, retain: bool, max_norm):
+    def _gradients(self, loss, params, retain: bool):
         grads = torch.autograd.grad(loss, params, retain_graph=retain, allow_unused=True)
         if self.sync is not None:
             grads = self.sync.mean_gradients(grads, params)
+        return grads
+
+    @staticmethod
+    def _update(grads, params, optimizer, max_norm):
         for p, g in zip(params, grads):
             p.grad = g
         if max_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, max_norm)
         optimizer.step()
+
+    def _apply(self, loss, params, optimizer, retain: bool, max_norm):
+        self._update(self._gradients(loss, params, retain), params, optimizer, max_norm)
 
     def _check(self, out) -> None:
         values = out.player_values
@@ -518,7 +525,7 @@ class Trainer:
         out = self._forward(self.next_batch())
         c = out.players["critic"]
         if c.loss is not None:
-            self._apply(c.loss, self.critic_params, self.critic_optimizer, False, self.max_grad_norm)
+            self._apply(c.gradient_loss, self.critic_params, self.critic_optimizer, False, self.max_grad_norm)
 
     def step(self):
         """One training step; returns the step's :class:`~.compile.LossOutput`.
@@ -532,10 +539,17 @@ class Trainer:
         self._check(out)
         critic = out.players["critic"]
         has_critic = critic.loss is not None and self.critic_optimizer is not None and critic.loss.requires_grad
+        # both players' gradients before either steps: where a critic shares layers with the model
+        # (InfoGAN's Q on the discriminator's trunk) the critic's gradient runs through the model's graph
+        model_grads = None
         if self.model_optimizer is not None and out.loss.requires_grad:
-            self._apply(out.loss, self.model_params, self.model_optimizer, has_critic, self.max_grad_norm)
+            model_grads = self._gradients(out.loss, self.model_params, has_critic)
         if has_critic:
-            self._apply(critic.loss, self.critic_params, self.critic_optimizer, False, self.max_grad_norm)
+            critic_grads = self._gradients(critic.gradient_loss, self.critic_params, False)
+        if model_grads is not None:
+            self._update(model_grads, self.model_params, self.model_optimizer, self.max_grad_norm)
+        if has_critic:
+            self._update(critic_grads, self.critic_params, self.critic_optimizer, self.max_grad_norm)
         if self.updater is not None and out.violations is not None:
             self.updater.step(out)
         self.step_count += 1

@@ -109,7 +109,7 @@ def test_public_names_of_the_backend():
              "DeterministicMLPDecoder", "StandardNormalPrior", "DataSamplerPrior", "mlp",
              # chosen by the recipes (recipes.py)
              "MLPCritic", "CodePrior", "CodeEncoder", "CodeDistribution", "NoisyMLPEncoder", "LaplaceConvTranslator",
-             "CycleCost"}
+             "CycleCost", "share_trunk"}
     assert set(components.__all__) == names
     assert names <= set(backend.__all__) and len(backend.__all__) == len(set(backend.__all__))
     assert all(getattr(backend, n) is getattr(components, n) for n in names)
@@ -148,3 +148,24 @@ def test_generator_batch_norm_normalises_hidden_layers_and_uses_running_stats_in
     rebuilt = build_component(spec)
     assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in rebuilt.modules()) == 2
     assert "batch_norm" not in component_spec(DeterministicMLPDecoder(3, (5,), hidden=(4,)))["config"]
+
+
+def test_share_trunk_puts_q_on_the_critics_layers_or_says_why_not():
+    import pytest
+    import torch.nn.functional as F
+
+    import lagrangian_family as lf
+    from lagrangian_family.backends.torch import CodeEncoder, MLPCritic, share_trunk
+
+    q, d = CodeEncoder(6, 3, 1, 2, hidden=(8, 8)), MLPCritic(6, hidden=(8, 8), spectral_norm=False)
+    share_trunk(q, d)
+    x = torch.randn(4, 6)
+    # Q's code is its head on the critic's hidden features, computed here with the critic's weights
+    h = F.leaky_relu(d.net[2](F.leaky_relu(d.net[0](x), 0.2)), 0.2)
+    torch.testing.assert_close(q(x).logits, q.head(h)[:, :3])
+    assert {id(p) for p in q.body.parameters()} == {id(p) for p in d.net[:-1].parameters()}
+    with pytest.raises(lf.ObjectiveError, match="differ") as e:
+        share_trunk(CodeEncoder(6, 3, 1, 2, hidden=(8,)), MLPCritic(6, hidden=(16,)))
+    assert "(6, 16)" in str(e.value) and "fix:" in str(e.value)
+    with pytest.raises(lf.ObjectiveError, match="no trunk"):
+        share_trunk(q, torch.nn.Linear(6, 1))

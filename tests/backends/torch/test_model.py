@@ -509,3 +509,29 @@ def test_an_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_model(path, loss_fn)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_modules_shared_by_the_encoder_and_a_critic_stay_shared(tmp_path):
+    """A layer that is the encoder's and a critic's at saving is one module again after loading,
+    so further training steps it once; a file whose shared names are not in the model is refused."""
+    import json
+
+    from .test_players import shared_infogan
+
+    loss_fn, trunk, x = shared_infogan()
+    path = save_model(tmp_path / "model.pt", loss_fn)
+    model = load_model(path)
+    enc, critic = model.loss_fn.encoder, model.loss_fn.estimators[0].critic
+    assert enc.body[0] is critic[0]
+    assert {id(p) for p in model.loss_fn.shared_parameters()} == {id(p) for p in critic[0].parameters()}
+    torch.testing.assert_close(critic[0].weight, trunk.weight)
+
+    from lagrangian_family.backends.torch.model import _read_file, _write_file
+
+    spec, tensors = _read_file(path, "cpu")
+    assert spec["ties"] == [["encoder.body.0", "estimators.0.critic.0"]]
+    spec["ties"] = [["encoder.body.0", "estimators.0.critic.7"]]
+    bad = tmp_path / "bad.pt"
+    _write_file(bad, json.loads(json.dumps(spec)), tensors)
+    with pytest.raises(ModelFileError, match="shared modules"):
+        load_model(bad)

@@ -93,6 +93,8 @@ def test_r1_adds_gamma_half_the_squared_gradient_at_the_data_to_the_critics_loss
     # with a linear critic T(u) = w.u + b the gradient at every data point is w, so R1 adds exactly
     # (gamma / 2) ||w||^2 = 5 ||w||^2 to the critic's loss (by hand) and nothing to the model's
     kw = dict(data="digits", budget="smoke", critic_hidden=[])
+    if name == "infogan":  # a linear critic has no hidden layers to lend Q
+        kw["shared_trunk"] = False
     with_r1, without = recipe(name, **kw), recipe(name, **kw, r1=0.0, spectral_norm=False)
     x = with_r1.load_data()[:16]
     fn_r1, fn = with_r1.build(example_x=x[:4]), without.build(example_x=x[:4])
@@ -216,6 +218,8 @@ def test_zoo_parameters_and_aliases():
     ({"objective": "vmi", "encoder": "deterministic"}, "needs log q(z|x)"),
     ({"objective": "vae", "binarize": None}, "Bernoulli decoder"),
     ({"objective": "beta_vae", "params": {"gamma": 1.0}}, "no parameter"),
+    ({"objective": "ali", "shared_trunk": True}, "does not have"),
+    ({"objective": "infogan", "critic_hidden": [16]}, "different widths"),
 ])
 def test_typed_errors(kwargs, words):
     objective = kwargs.pop("objective")
@@ -294,3 +298,30 @@ def test_saved_recipe_model_loads(tmp_path):
         model = load_model(folder)
         torch.testing.assert_close(model.sample(4, seed=3), Model(loss_fn).sample(4, seed=3))
         assert Recipe.from_dict(model.metadata["recipe"]) == r
+
+
+def test_infogans_q_is_on_the_discriminators_hidden_layers_by_default(tmp_path):
+    """Chen et al.'s structure: Q's hidden layers are the discriminator's (the same modules), stepped
+    with the critic's optimiser; a saved model keeps them shared; shared_trunk=False gives Q its own."""
+    r = recipe("infogan", data="digits", budget="smoke")
+    assert r.compile_options["shared_trunk"] == "JS(q(x) || p(x))" and "Chen et al." in r.reasons["shared_trunk"]
+    x = r.load_data()
+    loss_fn = r.build(example_x=x[:4])
+    critic = loss_fn.estimators[0].critic
+    assert all(a is b for a, b in zip(loss_fn.encoder.body, critic.net))
+    trainer = r.trainer(loss_fn, x, progress=False)
+    assert {id(p) for p in loss_fn.encoder.body.parameters()} <= {
+        id(p) for g in trainer.critic_optimizer.param_groups for p in g["params"]}
+    trainer.train(2)
+    save_model(tmp_path / "model.pt", loss_fn)
+    loaded = load_model(tmp_path).loss_fn
+    assert all(a is b for a, b in zip(loaded.encoder.body, loaded.estimators[0].critic.net))
+    assert [id(p) for p in loaded.shared_parameters()] == [id(p) for p in loaded.encoder.body.parameters()]
+    for a, b in zip(loaded.parameters(), loss_fn.parameters()):
+        torch.testing.assert_close(a, b)
+
+    own = recipe("infogan", data="digits", budget="smoke", shared_trunk=False)
+    assert "shared_trunk" not in own.compile_options and "shared_trunk" not in own.reasons
+    fn = own.build(example_x=x[:4])
+    assert not fn.shared_parameters()
+    assert not {id(p) for p in fn.encoder.parameters()} & {id(p) for p in fn.critic_parameters()}
