@@ -499,7 +499,8 @@ class CompiledObjective(nn.Module):
         the critic, the model's through the component (the model's path through a critic is
         frozen, so nothing of the adversarial term's model gradient reaches it). This is InfoGAN's
         authors' discriminator step: its loss carries the information term, and Q's layers are
-        the discriminator's."""
+        the discriminator's. With ``n_critic`` critic steps per model step the shared layers follow
+        the model's gradient at every critic step, the model's own parameters once."""
         seen: set[int] = set()
         out = []
         for p in [*_unique_params(self.estimators), *self.shared_parameters()]:

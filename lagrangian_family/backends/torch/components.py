@@ -789,9 +789,20 @@ def share_trunk(encoder: nn.Module, critic: nn.Module) -> None:
                              given=f"{type(encoder).__name__} and {type(critic).__name__}",
                              fix="build the encoder and the critic from the toolkit's MLP components")
     trunk = net[:-1]
+    if any(isinstance(m, nn.Dropout) and m.p > 0 for m in trunk):
+        raise ObjectiveError("the critic has dropout in its hidden layers, so Q would read dropped-out features",
+                             expected="a critic without dropout to share its hidden layers with the encoder",
+                             given=f"dropout {next(m.p for m in trunk if isinstance(m, nn.Dropout))}",
+                             fix="build the critic with dropout=0 (critic_dropout=0), or do not share")
     mine, theirs = _linear_shapes(body), _linear_shapes(trunk)
     if mine != theirs:
         raise ObjectiveError("the encoder's hidden layers and the critic's differ, so they cannot be shared",
                              expected=f"the critic's hidden layers (in, out) {theirs}", given=f"the encoder's {mine}",
                              fix="give the encoder and the critic the same input and hidden sizes (critic_hidden)")
+    kinds = [(nn.Linear if isinstance(m, nn.Linear) else repr(m)) for m in body]
+    if kinds != [(nn.Linear if isinstance(m, nn.Linear) else repr(m)) for m in trunk]:
+        raise ObjectiveError("the encoder's hidden layers and the critic's have other activations, so they cannot "
+                             "be shared", expected=f"the critic's layers {[repr(m) for m in trunk]}",
+                             given=f"the encoder's {[repr(m) for m in body]}",
+                             fix="give the encoder the critic's activation (LeakyReLU 0.2 for MLPCritic)")
     encoder.body = trunk

@@ -13,7 +13,8 @@ global batch (:meth:`.CompiledObjective.distribute`). What happens across ranks:
 * **Gradients** are all-reduced explicitly, one collective per player and step: each player's
   gradient (from ``torch.autograd.grad`` of its own loss, see :class:`.Player`) is averaged over
   the ranks before clipping and its optimiser's step, so every rank takes the same step and the
-  players' gradients never mix. ``DistributedDataParallel`` is not used: its reducer runs in the
+  players' gradients never mix (layers a critic shares with the model are the critic player's,
+  whose gradient then holds both players' gradients in them, :attr:`.Player.gradient_loss`). ``DistributedDataParallel`` is not used: its reducer runs in the
   hooks of the gradients' accumulation into ``.grad``, which ``torch.autograd.grad`` (each
   player's gradient from one forward pass) never runs, it expects one backward over all the
   parameters per forward, and its buffer broadcast would overwrite the multipliers, which are

@@ -207,9 +207,11 @@ def _distribution_spec(d: Distribution) -> dict:
     return {"class": f"torch.distributions.{cls.__name__}", "params": params}
 
 
-def component_spec(module) -> dict:
+def component_spec(module, *, tied: Mapping[str, nn.Module] | None = None) -> dict:
     """A JSON-serialisable description of a component, from which :func:`build_component`
-    rebuilds it (without its weights).
+    rebuilds it (without its weights). ``tied``: {submodule name: module} for submodules that
+    another component owns (shared layers, which loading puts back), so that the check that the
+    config rebuilds the component compares it with those in place.
 
     * a built-in component (``components.__all__`` or :func:`register_component`):
       ``{"class": name, "config": module.config}``;
@@ -240,7 +242,7 @@ def component_spec(module) -> dict:
                                  "stores its constructor's keyword arguments as self.config", given=f"{name}.config = "
                                  f"{config!r}", fix=f"set self.config in {name}.__init__ (a bug to report)")
         spec = {"class": name, "config": _json_safe(dict(config), f"the config of {name}")}
-        _check_rebuilds(module, spec)
+        _check_rebuilds(module, spec, tied or {})
         return spec
     if isinstance(module, nn.Module):
         if cls is nn.Sequential and not (module._forward_pre_hooks or module._forward_hooks):
@@ -260,16 +262,24 @@ def component_spec(module) -> dict:
     return spec
 
 
-def _check_rebuilds(module: nn.Module, spec: Mapping) -> None:
+def _check_rebuilds(module: nn.Module, spec: Mapping, tied: Mapping[str, nn.Module]) -> None:
     """Rebuild a built-in component from its config on the meta device (no memory, no random
-    numbers) and compare it with the original, so that a config that does not describe its
-    module is caught when saving, not when loading. Components that cannot be built without
-    their data (a data-backed prior) or a user's activation are not checked."""
+    numbers), put back the submodules that another component owns (``tied``), and compare it
+    with the original, so that a config that does not describe its module is caught when saving,
+    not when loading. Components that cannot be built without their data (a data-backed prior)
+    or a user's activation are not checked."""
     try:
         with torch.device("meta"):
             rebuilt = build_component(spec)
     except Exception:  # noqa: BLE001 - not checkable here; loading will say what is missing
         return
+    try:
+        for name, sub in tied.items():
+            _set_submodule(rebuilt, name, sub)
+    except (AttributeError, TypeError) as e:
+        raise ModelFileError(f"{spec['class']} shares layers that its config does not rebuild", expected="shared "
+                             "layers in the place the component's own layers would have", given=str(e),
+                             fix="share whole layers that the component builds itself (components.share_trunk)") from e
     if repr(rebuilt) != repr(module) or _shapes(rebuilt) != _shapes(module):
         raise ModelFileError(f"the config of {spec['class']} does not rebuild it", expected="self.config holding every "
                              "constructor argument", given=json.dumps(spec["config"]),
@@ -531,7 +541,9 @@ def save_model(path, loss_fn, *, x_range: tuple[float, float] | None = (0.0, 1.0
     meta = _json_safe(metadata, "the metadata")
     c = fn.components
     prior = c.prior.obj
-    comps = {"encoder": component_spec(c.encoder), "decoder": component_spec(c.decoder),
+    ties = _shared_modules(fn)
+    comps = {"encoder": component_spec(c.encoder, tied=_tied_in("encoder", ties, fn)),
+             "decoder": component_spec(c.decoder, tied=_tied_in("decoder", ties, fn)),
              "prior": component_spec(prior)}
     ests = {}
     for term, est in zip(fn.terms, fn.estimators):
@@ -554,7 +566,6 @@ def save_model(path, loss_fn, *, x_range: tuple[float, float] | None = (0.0, 1.0
         "metadata": meta,
         "versions": {"lagrangian_family": __version__, "torch": torch.__version__},
     }
-    ties = _shared_modules(fn)
     if ties:
         spec["ties"] = ties
     tensors = {k: v.detach().cpu().clone() for k, v in fn.state_dict().items()}
@@ -562,26 +573,50 @@ def save_model(path, loss_fn, *, x_range: tuple[float, float] | None = (0.0, 1.0
     return p
 
 
+def _inside(name: str, outer: str) -> bool:
+    return name.startswith(outer + ".")
+
+
 def _shared_modules(root: nn.Module) -> list[list[str]]:
     """The submodules that appear under several names (a Q network on the discriminator's trunk):
-    ``[[name, other names...], ...]``, in the order of ``named_modules``."""
+    ``[[owner, other names...], ...]``, the outermost shared modules only. The owner is the name
+    under a critic (``estimators.``) where there is one, since the critic's spec rebuilds the
+    module as it is (spectral normalisation, dropout), else the first name."""
     names: dict[int, list[str]] = {}
     for name, m in root.named_modules(remove_duplicate=False):
         if name:
             names.setdefault(id(m), []).append(name)
-    return [ns for ns in names.values() if len(ns) > 1]
+    groups = [ns for ns in names.values() if len(ns) > 1]
+    every = [n for g in groups for n in g]
+    groups = [g for g in groups if not any(_inside(g[0], o) for o in every)]
+    return [sorted(g, key=lambda n: not n.startswith("estimators.")) for g in groups]
+
+
+def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    owner = root.get_submodule(parent) if parent else root
+    if owner.get_submodule(leaf) is not module:
+        setattr(owner, leaf, module)
+
+
+def _tied_in(role: str, ties: list[list[str]], root: nn.Module) -> dict[str, nn.Module]:
+    """{name inside ``role``: the owner's module} for the shared modules ``role`` does not own."""
+    return {n[len(role) + 1:]: root.get_submodule(owner) for owner, *others in ties for n in others
+            if _inside(n, role)}
 
 
 def _tie(root: nn.Module, ties, path: Path) -> None:
-    """Make the saved shared submodules one object again: each later name becomes the first's module."""
+    """Make the saved shared submodules one object again: each other name gets the owner's module."""
+    ok = isinstance(ties, list) and all(
+        isinstance(g, list) and len(g) >= 2 and all(isinstance(n, str) and n for n in g) and len(set(g)) == len(g)
+        and not any(_inside(a, b) for a in g for b in g) for g in ties)
+    if not ok:
+        raise _damaged(path, f"its shared modules are not lists of two or more distinct module names: {ties!r}")
     try:
-        for first, *others in ties:
-            module = root.get_submodule(first)
+        for owner, *others in ties:
+            module = root.get_submodule(owner)
             for name in others:
-                parent, _, leaf = name.rpartition(".")
-                owner = root.get_submodule(parent) if parent else root
-                if owner.get_submodule(leaf) is not module:
-                    setattr(owner, leaf, module)
+                _set_submodule(root, name, module)
     except (AttributeError, TypeError, ValueError) as e:
         raise _damaged(path, f"its shared modules ({ties!r}) are not in the rebuilt model: {e}") from e
     if ties:

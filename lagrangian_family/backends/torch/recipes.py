@@ -598,7 +598,8 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
             reasons["critic_dropout"] = ("dropout 0.2 in joint critics over (x, z), as ALI's discriminator "
                                          "(Dumoulin et al. 2017)")
     if bool(o.get("shared_trunk", enc_kind == "code")):
-        compile_options["shared_trunk"] = _shared_trunk(enc_kind, critic_terms, critic_hidden, hidden, x_dim)
+        compile_options["shared_trunk"] = _shared_trunk(enc_kind, critic_terms, critic_hidden, hidden, x_dim,
+                                                        float(o.get("critic_dropout", 0.0)))
         reasons["shared_trunk"] = (_SHARED_WHY if "shared_trunk" not in o
                                    else "Q's hidden layers are the discriminator's (shared_trunk=True)")
     if r1 and js_terms:
@@ -665,7 +666,8 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
     return Recipe.from_dict(r.to_dict())  # JSON-safe by construction: the same object a run folder rebuilds
 
 
-def _shared_trunk(enc_kind: str, critic_terms: dict, critic_hidden: list, hidden: list, x_dim: int) -> str:
+def _shared_trunk(enc_kind: str, critic_terms: dict, critic_hidden: list, hidden: list, x_dim: int,
+                  dropout: float) -> str:
     """The term whose critic lends Q its hidden layers (``shared_trunk``), or a RecipeError."""
     on_x = [t for t, (d, joint) in critic_terms.items() if not joint and d == x_dim]
     if enc_kind != "code" or len(on_x) != 1:
@@ -673,6 +675,10 @@ def _shared_trunk(enc_kind: str, critic_terms: dict, critic_hidden: list, hidden
                           "model does not have", expected="shared_trunk with InfoGAN's code encoder and one critic "
                           "of x alone", given=f"encoder {enc_kind!r}, critics of x alone: {on_x or 'none'}",
                           fix="drop shared_trunk")
+    if dropout:
+        raise RecipeError("Q cannot share the hidden layers of a critic with dropout: it would read dropped-out "
+                          "features", expected="critic_dropout=0 with shared_trunk", given=f"critic_dropout={dropout:g}",
+                          fix="drop critic_dropout, or pass shared_trunk=False")
     if list(critic_hidden) != list(hidden):
         raise RecipeError("Q and the discriminator cannot share hidden layers of different widths",
                           expected=f"critic_hidden equal to hidden ({hidden})", given=f"critic_hidden={critic_hidden}",

@@ -169,3 +169,10 @@ def test_share_trunk_puts_q_on_the_critics_layers_or_says_why_not():
     assert "(6, 16)" in str(e.value) and "fix:" in str(e.value)
     with pytest.raises(lf.ObjectiveError, match="no trunk"):
         share_trunk(q, torch.nn.Linear(6, 1))
+    own = CodeEncoder(6, 3, 1, 2, hidden=(8, 8))
+    body = own.body
+    with pytest.raises(lf.ObjectiveError, match="dropout"):
+        share_trunk(own, MLPCritic(6, hidden=(8, 8), dropout=0.2))
+    with pytest.raises(lf.ObjectiveError, match="other activations"):
+        share_trunk(CodeEncoder(6, 3, 1, 2, hidden=(8,), activation=torch.nn.Softplus), MLPCritic(6, hidden=(8,)))
+    assert own.body is body  # a refused call leaves the encoder as it was

@@ -529,9 +529,32 @@ def test_modules_shared_by_the_encoder_and_a_critic_stay_shared(tmp_path):
     from lagrangian_family.backends.torch.model import _read_file, _write_file
 
     spec, tensors = _read_file(path, "cpu")
-    assert spec["ties"] == [["encoder.body.0", "estimators.0.critic.0"]]
-    spec["ties"] = [["encoder.body.0", "estimators.0.critic.7"]]
-    bad = tmp_path / "bad.pt"
-    _write_file(bad, json.loads(json.dumps(spec)), tensors)
-    with pytest.raises(ModelFileError, match="shared modules"):
-        load_model(bad)
+    assert spec["ties"] == [["estimators.0.critic.0", "encoder.body.0"]]  # the critic's module is the owner
+    for ties in ([["estimators.0.critic.7", "encoder.body.0"]], [["", "decoder"]], [["encoder", "encoder.body"]],
+                 [["encoder.body.0"]], "encoder", [[1, 2]]):
+        spec["ties"] = ties
+        bad = tmp_path / "bad.pt"
+        _write_file(bad, json.loads(json.dumps(spec)), tensors)
+        with pytest.raises(ModelFileError, match="shared modules"):
+            load_model(bad)
+
+
+def test_a_spectrally_normalised_shared_trunk_is_saved_and_loaded_as_the_critics(tmp_path):
+    """The shared layers are the critic's as it built them (spectrally normalised: r1=0 brings spectral
+    normalisation back): the encoder's saved config rebuilds the rest, and loading puts the critic's
+    layers back in Q."""
+    from lagrangian_family.backends.torch.recipes import recipe
+
+    r = recipe("infogan", data="digits", budget="smoke", r1=0.0)
+    x = r.load_data()
+    loss_fn = r.build(example_x=x[:4])
+    r.trainer(loss_fn, x, progress=False).train(2)
+    model = load_model(save_model(tmp_path / "model.pt", loss_fn))
+    enc, critic = model.loss_fn.encoder, model.loss_fn.estimators[0].critic
+    assert all(a is b for a, b in zip(enc.body, critic.net))
+    assert len(enc.body) == len(critic.net) - 1
+    assert torch.nn.utils.parametrize.is_parametrized(enc.body[0], "weight")
+    loss_fn.eval()
+    model.loss_fn.eval()
+    images = torch.as_tensor(x[:8])
+    torch.testing.assert_close(model.loss_fn.encoder(images).logits, loss_fn.encoder(images).logits)

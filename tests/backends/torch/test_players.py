@@ -342,13 +342,49 @@ def test_shared_layers_are_the_critics_and_follow_both_players_gradients():
     assert any(not torch.allclose(a, b) for a, b in zip(g_gan_only, g_critic))
 
 
-def test_the_trainer_steps_shared_layers_with_the_critic():
+def _hand_infogan_grads(m, x):
+    """The hand-written InfoGAN step's gradients: the generator's loss in the model's parameters,
+    the discriminator's loss plus the information term in the critic's (shared layers included)."""
+    enc, gen, prior, d = m.encoder, m.decoder, m.prior, m.estimators[0].critic
+    z = prior.sample(x.shape[0])
+    fake = gen(z)
+    info = enc(fake).log_prob(z).mean()
+    g_loss = 0.5 * (F.softplus(d(x)).mean() + F.softplus(-d(fake)).mean()) - info
+    d_loss = F.softplus(-d(x)).mean() + F.softplus(d(fake.detach())).mean() - info
+    model, critic = m.model_parameters(), m.critic_parameters()
+    return (model, torch.autograd.grad(g_loss, model, retain_graph=True, allow_unused=True),
+            critic, torch.autograd.grad(d_loss, critic))
+
+
+def _clipped(gs, max_norm):
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in gs if g is not None]))
+    scale = min(1.0, max_norm / (float(total) + 1e-6))
+    return [None if g is None else g * scale for g in gs]
+
+
+@pytest.mark.parametrize("max_norm", [None, 0.05])
+def test_the_trainer_steps_shared_layers_with_the_critic_as_the_hand_written_step(max_norm):
     from lagrangian_family.backends.torch import Trainer
 
-    loss_fn, trunk, x = shared_infogan()
-    trainer = Trainer(loss_fn, x, batch_size=N, progress=False, seed=0)
+    lr = 0.1
+    base, trunk, x = shared_infogan()
+    hand = copy.deepcopy(base)
+    torch.manual_seed(3)
+    model, g_model, critic, g_critic = _hand_infogan_grads(hand, x)
+    if max_norm is not None:  # each player's gradients clipped together (torch's clip_grad_norm_)
+        g_model, g_critic = _clipped(g_model, max_norm), _clipped(g_critic, max_norm)
+    expected = [p.detach() - lr * g if g is not None else p.detach() for p, g in zip(model, g_model)]
+    expected += [p.detach() - lr * g for p, g in zip(critic, g_critic)]
+
+    fn = copy.deepcopy(base)
+    trainer = Trainer(fn, x, batch_size=N, progress=False, seed=0, max_grad_norm=max_norm,
+                      model_optimizer=lambda p: torch.optim.SGD(p, lr=lr),
+                      critic_optimizer=lambda p: torch.optim.SGD(p, lr=lr))
     held = {id(p) for g in trainer.critic_optimizer.param_groups for p in g["params"]}
-    assert {id(p) for p in trunk.parameters()} <= held
-    before = trunk.weight.detach().clone()
+    assert {id(p) for p in fn.shared_parameters()} <= held
+    torch.manual_seed(3)
     trainer.step()
-    assert not torch.equal(before, trunk.weight.detach())
+    got = fn.model_parameters() + fn.critic_parameters()
+    assert len(got) == len(expected)
+    for p, e in zip(got, expected):
+        assert torch.allclose(p.detach(), e, atol=1e-6), (p, e)

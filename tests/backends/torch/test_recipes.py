@@ -220,6 +220,7 @@ def test_zoo_parameters_and_aliases():
     ({"objective": "beta_vae", "params": {"gamma": 1.0}}, "no parameter"),
     ({"objective": "ali", "shared_trunk": True}, "does not have"),
     ({"objective": "infogan", "critic_hidden": [16]}, "different widths"),
+    ({"objective": "infogan", "critic_dropout": 0.2}, "dropout"),
 ])
 def test_typed_errors(kwargs, words):
     objective = kwargs.pop("objective")

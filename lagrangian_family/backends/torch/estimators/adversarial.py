@@ -10,7 +10,9 @@ model's surrogate come from the critic with detached parameters on the samples w
 path gradient, the critic's loss from the critic's own parameters on the detached samples. So
 the model's loss has no gradient in the critic's parameters and the critic's loss none in the
 model's, and one optimiser over all parameters performs simultaneous gradient descent for
-both players (``out.loss`` carries the critic's gradient at zero value).
+both players (``out.loss`` carries the critic's gradient at zero value). Layers a critic shares
+with the encoder (InfoGAN's Q on the discriminator's trunk) are stepped with the critic on both
+players' gradients (:meth:`.CompiledObjective.critic_parameters`).
 
 **GAN** (``JS`` terms; names ``"gan"``: non-saturating, the default; ``"gan-saturating"``).
 The critic's logit ``T`` gives ``D = sigmoid(T)``, the probability that a sample is from the
