@@ -8,8 +8,9 @@ The measurements behind the recipes' adversarial defaults
 (``bench/results/adversarial_defaults_small_mnist.jsonl``) were collected this way from runs of
 ``lagfam train MODEL --data mnist --budget small --option ...``; its first three lines are the
 zoo's ALI, BiGAN and InfoGAN folders as committed at 7b1bf85 (6,000 steps, spectral
-normalisation: ``git show 7b1bf85:docs/results/zoo/ali/metrics.json``). Not a test: nothing is
-asserted.
+normalisation: ``git show 7b1bf85:docs/results/zoo/ali/metrics.json``). Lines written before the
+``shared_trunk`` field existed have none: their InfoGAN's Q was a network of its own. Not a test:
+nothing is asserted.
 """
 
 from __future__ import annotations
