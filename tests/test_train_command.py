@@ -367,3 +367,28 @@ def test_a_bad_grid_point_is_refused_before_anything_is_written(tmp_path, capsys
     rc, _, err = run(capsys, "train", "beta_vae", "--set", "beta=1,2", "--lagrangian", "maximise-Iq", "--slack", "1",
                      "--out", folder)
     assert rc == 2 and "a sweep trains plain runs" in err and not folder.exists()
+
+
+def test_infogans_shared_trunk_resumes_exactly(tmp_path, capsys, monkeypatch):
+    """InfoGAN's Q shares the discriminator's layers: a run interrupted after its checkpoint resumes
+    to the same weights, bit for bit, as the uninterrupted run, and the saved model keeps them shared."""
+    from lagrangian_family.backends.torch import Trainer, load_model
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert train(capsys, whole, "infogan")[0] == 0
+    original = Trainer.step
+
+    def step_then_crash(self):
+        if self.step_count == 150:  # after the checkpoint of step 100
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "step", step_then_crash)
+    assert train(capsys, cut, "infogan")[0] == 130
+    monkeypatch.setattr(Trainer, "step", original)
+    rc, out, err = train(capsys, cut, "infogan")
+    assert rc == 0 and out.startswith("resumed:") and "resuming at step 100" in err
+    a, b = load_model(whole).loss_fn, load_model(cut).loss_fn
+    assert b.encoder.body[0] is b.estimators[0].critic.net[0]
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
