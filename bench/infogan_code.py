@@ -1,8 +1,9 @@
 """Why InfoGAN's categorical code misses the digits at the small budget (issue 8's 70% target).
 
 A hand-written InfoGAN on MNIST (grey levels), outside the toolkit's compiler, in the variants
-that could explain the miss: the recipe's structure (an MLP generator and an MLP Q network of its
-own, trained with the generator), Q on the discriminator's trunk as in Chen et al.'s code (the
+that could explain the miss: an MLP generator and an MLP Q network of its own, trained with the
+generator (the recipe with ``shared_trunk=False``), Q on the discriminator's trunk as in Chen et
+al.'s code and the recipe's default (the
 trunk, D's head and Q's head in the discriminator's optimiser, which minimises D's loss plus the
 information term), batch normalisation in the generator (as their generator), and their
 convolutional networks at a reduced width. LeakyReLU has slope 0.2 throughout (the recipe's

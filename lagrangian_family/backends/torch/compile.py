@@ -123,7 +123,9 @@ class LossOutput:
     ``value``: the objective's estimate, up to the dropped constants (for a Lagrangian the loss
     omits the constant -λ·ε that the value includes), detached: log it, never differentiate
     it. ``terms``: {term text: estimate}, detached. ``players``: {"model": Player,
-    "critic": Player}, each loss with gradients in its own parameters only. ``heads``: the
+    "critic": Player}, each loss with gradients in its own parameters only (where a critic shares
+    layers with the model, the model's loss also has gradients in them, and they are the critic
+    player's: see :class:`Player`). ``heads``: the
     value of each named head (one, "objective", for a plain objective; the constraints too for
     a Lagrangian), detached.
 

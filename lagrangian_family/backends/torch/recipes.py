@@ -139,9 +139,10 @@ ZOO_STRUCTURE: dict[str, dict] = {
                 "training": {"lr": 1e-3, "critic_lr": 2e-4},
                 "training_why": "InfoGAN's authors trained the generator with Adam 1e-3 and the "
                                 "discriminator with Adam 2e-4, beta1 = 0.5 (Chen et al. 2016, released code); their "
-                                "Q shares the discriminator's layers and optimiser. Here Q's hidden layers are the "
-                                "discriminator's, stepped with it on its loss plus the information term, and Q's "
-                                "output layer is trained with the generator"},
+                                "Q shares the discriminator's layers and optimiser.",
+                "shared_why": " Here Q's hidden layers are the discriminator's, stepped with it on its loss plus the "
+                              "information term, and Q's output layer is trained with the generator",
+                "own_why": " Here Q is a network of its own (shared_trunk=False), trained with the generator"},
     "cyclegan": {"encoder": "translator", "decoder": "translator", "prior": "domain",
                  "why": "CycleGAN's z is an image of a second domain (here the colour-inverted digits, 1 - x) "
                         "and both maps are image translators with an l1 cycle cost (Zhu et al. 2017)"},
@@ -462,7 +463,7 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
     o = dict(options)
     reasons: dict[str, str] = {}
     structure = ZOO_STRUCTURE.get(name or "", {})
-    hidden = [int(h) for h in o.get("hidden", size["hidden"])]
+    hidden = _widths(o, "hidden", size["hidden"])
     z_key = "z_dim_reconstruction" if needs["decoder_density"] and "z_dim_reconstruction" in size else "z_dim"
     z_dim = int(o.get("z_dim", size[z_key]))
     if z_key != "z_dim" and "z_dim" not in o:
@@ -558,7 +559,7 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
     # -- estimators and critics -------------------------------------------------------------------
     critic_terms = _critic_terms(text, components, values, x_dim)
     purely_adversarial = bool(critic_terms) and not needs["decoder_density"] and dec_kind != "translator"
-    if bool(o.get("generator_batch_norm", False)):
+    if _flag(o, "generator_batch_norm", False):
         if dec_kind != "generator":
             raise RecipeError("generator_batch_norm applies to an implicit generator, but this model's decoder is "
                               f"{decoder['class']}", expected="generator_batch_norm with a model whose decoder is "
@@ -574,8 +575,8 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
     r1_default = (purely_adversarial and set(critic_divs) == set(critic_terms)
                   and all(t.kind == "JS" and t.left.family == "q" for t in critic_divs.values()))
     r1 = float(o.get("r1", _R1_GAMMA if r1_default else 0.0))
-    spectral = bool(o.get("spectral_norm", not (r1_default and r1 > 0)))
-    critic_hidden = [int(h) for h in o.get("critic_hidden", hidden)]
+    spectral = _flag(o, "spectral_norm", not (r1_default and r1 > 0))
+    critic_hidden = _widths(o, "critic_hidden", hidden)
     critics = {}
     for term_text, (in_dim, joint) in critic_terms.items():
         drop = float(o.get("critic_dropout", 0.2 if joint else 0.0))
@@ -597,7 +598,8 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
         if any(j for _, j in critic_terms.values()):
             reasons["critic_dropout"] = ("dropout 0.2 in joint critics over (x, z), as ALI's discriminator "
                                          "(Dumoulin et al. 2017)")
-    if bool(o.get("shared_trunk", enc_kind == "code")):
+    shared = _flag(o, "shared_trunk", enc_kind == "code")
+    if shared:
         compile_options["shared_trunk"] = _shared_trunk(enc_kind, critic_terms, critic_hidden, hidden, x_dim,
                                                         float(o.get("critic_dropout", 0.0)))
         reasons["shared_trunk"] = (_SHARED_WHY if "shared_trunk" not in o
@@ -613,7 +615,7 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
     if purely_adversarial and paper_training:
         model_opt = _adam(o.get("lr", paper_training["lr"]), o.get("betas", _GAN_BETAS))
         critic_opt = _adam(o.get("critic_lr", paper_training["critic_lr"]), o.get("critic_betas", _GAN_BETAS))
-        reasons["optimisers"] = structure["training_why"]
+        reasons["optimisers"] = structure["training_why"] + structure["shared_why" if shared else "own_why"]
     elif purely_adversarial:
         model_opt = _adam(o.get("lr", _GAN_LR), o.get("betas", _GAN_BETAS))
         critic_opt = _adam(o.get("critic_lr", _GAN_CRITIC_LR), o.get("critic_betas", _GAN_BETAS))
@@ -664,6 +666,26 @@ def recipe(objective, *, data: str = "mnist", arch: str = "mlp", params: Mapping
                compile_options=compile_options, training=training, domain=domain, reasons=reasons, name=name,
                budget=budget)
     return Recipe.from_dict(r.to_dict())  # JSON-safe by construction: the same object a run folder rebuilds
+
+
+def _flag(o: Mapping, name: str, default: bool) -> bool:
+    """The option ``name`` as a bool (true/false, or 1/0), else a RecipeError."""
+    v = o.get(name, default)
+    if isinstance(v, bool) or (isinstance(v, int) and v in (0, 1)):
+        return bool(v)
+    raise RecipeError(f"the option {name} is not true or false", expected="true or false", given=f"{name}={v!r}",
+                      fix=f"pass {name}=true or {name}=false")
+
+
+def _widths(o: Mapping, name: str, default) -> list[int]:
+    """The option ``name`` as a list of layer widths (one width alone is one layer), else a RecipeError."""
+    v = o.get(name, default)
+    v = [v] if isinstance(v, int) and not isinstance(v, bool) else v
+    if isinstance(v, (list, tuple)) and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in v):
+        return [int(h) for h in v]
+    raise RecipeError(f"the option {name} is not a list of layer widths", expected="positive integers, e.g. "
+                      f"{name}=256,256 (--option) or {name}=[256, 256]", given=f"{name}={v!r}",
+                      fix=f"pass {name}=256,256")
 
 
 def _shared_trunk(enc_kind: str, critic_terms: dict, critic_hidden: list, hidden: list, x_dim: int,

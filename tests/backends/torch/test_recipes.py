@@ -221,6 +221,10 @@ def test_zoo_parameters_and_aliases():
     ({"objective": "ali", "shared_trunk": True}, "does not have"),
     ({"objective": "infogan", "critic_hidden": [16]}, "different widths"),
     ({"objective": "infogan", "critic_dropout": 0.2}, "dropout"),
+    ({"objective": "infogan", "shared_trunk": "maybe"}, "not true or false"),
+    ({"objective": "ali", "spectral_norm": "yes"}, "not true or false"),
+    ({"objective": "vae", "hidden": "[16]"}, "not a list of layer widths"),
+    ({"objective": "ali", "critic_hidden": [16, 0]}, "not a list of layer widths"),
 ])
 def test_typed_errors(kwargs, words):
     objective = kwargs.pop("objective")
@@ -309,6 +313,7 @@ def test_infogans_q_is_on_the_discriminators_hidden_layers_by_default(tmp_path):
     x = r.load_data()
     loss_fn = r.build(example_x=x[:4])
     critic = loss_fn.estimators[0].critic
+    assert len(loss_fn.encoder.body) == len(critic.net) - 1
     assert all(a is b for a, b in zip(loss_fn.encoder.body, critic.net))
     trainer = r.trainer(loss_fn, x, progress=False)
     assert {id(p) for p in loss_fn.encoder.body.parameters()} <= {
@@ -316,13 +321,16 @@ def test_infogans_q_is_on_the_discriminators_hidden_layers_by_default(tmp_path):
     trainer.train(2)
     save_model(tmp_path / "model.pt", loss_fn)
     loaded = load_model(tmp_path).loss_fn
-    assert all(a is b for a, b in zip(loaded.encoder.body, loaded.estimators[0].critic.net))
+    assert len(loaded.encoder.body) == 2 and all(a is b for a, b in zip(loaded.encoder.body,
+                                                                          loaded.estimators[0].critic.net))
     assert [id(p) for p in loaded.shared_parameters()] == [id(p) for p in loaded.encoder.body.parameters()]
     for a, b in zip(loaded.parameters(), loss_fn.parameters()):
         torch.testing.assert_close(a, b)
 
     own = recipe("infogan", data="digits", budget="smoke", shared_trunk=False)
     assert "shared_trunk" not in own.compile_options and "shared_trunk" not in own.reasons
+    assert "network of its own" in own.reasons["optimisers"] and "hidden layers are the discriminator's" in \
+        r.reasons["optimisers"]
     fn = own.build(example_x=x[:4])
     assert not fn.shared_parameters()
     assert not {id(p) for p in fn.encoder.parameters()} & {id(p) for p in fn.critic_parameters()}
