@@ -94,23 +94,31 @@ def test_a_finished_run_is_skipped(vae_dir, capsys):
         {k: v for k, v in before.items() if k != ".lagfam.lock"}
 
 
-def test_an_interrupted_run_resumes_exactly(vae_dir, tmp_path, capsys, monkeypatch):
-    from lagrangian_family.backends.torch import Trainer, load_model
+def interrupt_then_resume(capsys, monkeypatch, folder, model="vae"):
+    """Train ``model`` into ``folder``, interrupted at step 150 (after the checkpoint of step 100),
+    then again: it must say it was interrupted, then resume at step 100."""
+    from lagrangian_family.backends.torch import Trainer
 
-    folder = tmp_path / "vae"
     original = Trainer.step
 
     def step_then_crash(self):
-        if self.step_count == 150:  # after the checkpoint of step 100
+        if self.step_count == 150:
             raise KeyboardInterrupt
         return original(self)
 
     monkeypatch.setattr(Trainer, "step", step_then_crash)
-    rc, _, err = train(capsys, folder)
+    rc, _, err = train(capsys, folder, model)
     assert rc == 130 and "interrupted" in err and not (folder / "metrics.json").exists()
     monkeypatch.setattr(Trainer, "step", original)
-    rc, out, err = train(capsys, folder)
+    rc, out, err = train(capsys, folder, model)
     assert rc == 0 and out.startswith("resumed:") and "resuming at step 100" in err
+
+
+def test_an_interrupted_run_resumes_exactly(vae_dir, tmp_path, capsys, monkeypatch):
+    from lagrangian_family.backends.torch import load_model
+
+    folder = tmp_path / "vae"
+    interrupt_then_resume(capsys, monkeypatch, folder)
     a, b = load_model(vae_dir).loss_fn.state_dict(), load_model(folder).loss_fn.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
     assert _log_rows(folder / "log.csv") == _log_rows(vae_dir / "log.csv")
@@ -372,22 +380,11 @@ def test_a_bad_grid_point_is_refused_before_anything_is_written(tmp_path, capsys
 def test_infogans_shared_trunk_resumes_exactly(tmp_path, capsys, monkeypatch):
     """InfoGAN's Q shares the discriminator's layers: a run interrupted after its checkpoint resumes
     to the same weights, bit for bit, as the uninterrupted run, and the saved model keeps them shared."""
-    from lagrangian_family.backends.torch import Trainer, load_model
+    from lagrangian_family.backends.torch import load_model
 
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert train(capsys, whole, "infogan")[0] == 0
-    original = Trainer.step
-
-    def step_then_crash(self):
-        if self.step_count == 150:  # after the checkpoint of step 100
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "step", step_then_crash)
-    assert train(capsys, cut, "infogan")[0] == 130
-    monkeypatch.setattr(Trainer, "step", original)
-    rc, out, err = train(capsys, cut, "infogan")
-    assert rc == 0 and out.startswith("resumed:") and "resuming at step 100" in err
+    interrupt_then_resume(capsys, monkeypatch, cut, "infogan")
     a, b = load_model(whole).loss_fn, load_model(cut).loss_fn
     assert b.encoder.body[0] is b.estimators[0].critic.net[0]
     sa, sb = a.state_dict(), b.state_dict()

@@ -154,6 +154,15 @@ def hand_ali(loss_fn, x):
 STEPS = {"JS(q(x) || p(x))": hand_gan, "infogan": hand_infogan, "ali": hand_ali}
 
 
+def assert_parameters(expected, *loss_fns):
+    """Each loss_fn's model then critic parameters equal ``expected``, one by one."""
+    for loss_fn in loss_fns:
+        got = loss_fn.model_parameters() + loss_fn.critic_parameters()
+        assert len(got) == len(expected)
+        for p, e in zip(got, expected):
+            assert torch.allclose(p.detach(), e, atol=1e-6), (p, e)
+
+
 def gan_setup(objective):
     torch.manual_seed(0)
     enc = GaussianMLPEncoder(X_DIM, Z_DIM, hidden=(8,))
@@ -200,11 +209,7 @@ def test_naive_loop_two_optimisers_and_autograd_by_hand_make_the_same_update(obj
     opt_m.step()
     opt_c.step()
 
-    for loss_fn in (naive, two):
-        got = loss_fn.model_parameters() + loss_fn.critic_parameters()
-        assert len(got) == len(expected)
-        for p, e in zip(got, expected):
-            assert torch.allclose(p.detach(), e, atol=1e-6), (p, e)
+    assert_parameters(expected, naive, two)
     # the step moved every critic parameter (the check can fail)
     assert any(not torch.equal(p.detach(), q.detach()) for p, q in zip(base.critic_parameters(),
                                                                        naive.critic_parameters()))
@@ -340,11 +345,7 @@ def test_shared_layers_are_the_critics_and_follow_both_players_gradients():
     out.players["critic"].backward()
     opt_m.step()
     opt_c.step()
-
-    for loss_fn in (naive, two):
-        got = loss_fn.model_parameters() + loss_fn.critic_parameters()
-        for p, e in zip(got, expected):
-            assert torch.allclose(p.detach(), e, atol=1e-6), (p, e)
+    assert_parameters(expected, naive, two)
     # the information term moved the shared layer: without it the critic's step differs
     g_gan_only = torch.autograd.grad(F.softplus(-d(x)).mean() + F.softplus(d(fake.detach())).mean(), critic)
     assert any(not torch.allclose(a, b) for a, b in zip(g_gan_only, g_critic))
@@ -392,7 +393,4 @@ def test_the_trainer_steps_shared_layers_with_the_critic_as_the_hand_written_ste
     assert {id(p) for p in fn.shared_parameters()} <= held
     torch.manual_seed(3)
     trainer.step()
-    got = fn.model_parameters() + fn.critic_parameters()
-    assert len(got) == len(expected)
-    for p, e in zip(got, expected):
-        assert torch.allclose(p.detach(), e, atol=1e-6), (p, e)
+    assert_parameters(expected, fn)
