@@ -503,13 +503,7 @@ class CompiledObjective(nn.Module):
         authors' discriminator step: its loss carries the information term, and Q's layers are
         the discriminator's. With ``n_critic`` critic steps per model step the shared layers follow
         the model's gradient at every critic step, the model's own parameters once."""
-        seen: set[int] = set()
-        out = []
-        for p in [*_unique_params(self.estimators), *self.shared_parameters()]:
-            if id(p) not in seen:
-                seen.add(id(p))
-                out.append(p)
-        return out
+        return _unique_params(self.estimators)  # the shared parameters are among them
 
     def forget_players(self) -> None:
         """Forget the players' parameter lists (cached at the first call), after modules were swapped."""

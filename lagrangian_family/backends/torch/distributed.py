@@ -14,10 +14,10 @@ global batch (:meth:`.CompiledObjective.distribute`). What happens across ranks:
   gradient (from ``torch.autograd.grad`` of its own loss, see :class:`.Player`) is averaged over
   the ranks before clipping and its optimiser's step, so every rank takes the same step and the
   players' gradients never mix (layers a critic shares with the model are the critic player's,
-  whose gradient then holds both players' gradients in them, :attr:`.Player.gradient_loss`). ``DistributedDataParallel`` is not used: its reducer runs in the
-  hooks of the gradients' accumulation into ``.grad``, which ``torch.autograd.grad`` (each
-  player's gradient from one forward pass) never runs, it expects one backward over all the
-  parameters per forward, and its buffer broadcast would overwrite the multipliers, which are
+  whose gradient then holds both players' gradients in them, :attr:`.Player.gradient_loss`).
+  ``DistributedDataParallel`` is not used: its reducer runs in the hooks of the gradients'
+  accumulation into ``.grad``, which ``torch.autograd.grad`` (each player's gradient from one
+  forward pass) never runs, it expects one backward over all the parameters per forward, and its buffer broadcast would overwrite the multipliers, which are
   buffers, with rank 0's at every forward (the silent overwrite of issue 9).
 * **The dual step** uses the constraint estimates averaged over the ranks (``out.violations``
   and ``out.constraints`` are all-reduced in the forward pass, with every other logged value:

@@ -46,8 +46,9 @@ What is chosen, and why (every choice is an option of :func:`recipe`, named in b
   loss plus the information term; Q's output layer is trained with the generator. Models with
   a likelihood or reconstruction term keep what trained them before: Adam 1e-3 for the model (a
   GAN learning rate slows their reconstruction, and they cover fewer classes), and Adam 1e-3
-  with betas (0.5, 0.9) for their critics (the Trainer's defaults). A Wasserstein term gets WGAN-GP's five critic steps per
-  model step (``n_critic``; Gulrajani et al. 2017); a JS term one.
+  with betas (0.5, 0.9) for their critics (the Trainer's defaults). A Wasserstein term gets
+  WGAN-GP's five critic steps per model step (``n_critic``; Gulrajani et al. 2017); a JS term
+  one.
 * **Budgets** (:data:`BUDGETS`): ``smoke`` takes seconds on the 8x8 digits (the tests),
   ``small`` at most ten minutes per model on two CPU cores, ``paper`` is for a GPU. At the small
   budget on MNIST, purely adversarial models with JS critics (ALI, BiGAN, InfoGAN: no
@@ -259,10 +260,10 @@ class Recipe:
             out = {k: v.to(device) for k, v in out.items()}
         return out
 
-    def build(self, example_x=None, device=None):
-        """Build the components and the critics and compile the objective: a
-        :class:`~.compile.CompiledObjective` with the recipe's parameter values as defaults."""
-        from .compile import compile_objective
+    def build_parts(self, device=None) -> tuple[dict, dict, dict]:
+        """(components, critics, the other compile options): the recipe's modules built (on
+        ``device``), the encoder's layers shared with a critic where the recipe says so
+        (:func:`share_layers`), ready for ``compile_objective`` or a Lagrangian's ``compile``."""
         from .model import build_component
 
         comps = self.build_components(device)
@@ -271,6 +272,14 @@ class Recipe:
         if device is not None:
             critics = {t: c.to(device) for t, c in critics.items()}
         share_layers(opts, comps, critics)
+        return comps, critics, opts
+
+    def build(self, example_x=None, device=None):
+        """Build the components and the critics and compile the objective: a
+        :class:`~.compile.CompiledObjective` with the recipe's parameter values as defaults."""
+        from .compile import compile_objective
+
+        comps, critics, opts = self.build_parts(device)
         if example_x is not None:
             example_x = torch.as_tensor(example_x)
             if device is not None:

@@ -530,13 +530,7 @@ def _lagrangian_of(model: str, preference: str | None, slack, params: Mapping | 
 def _compile_lagrangian(lag, recipe, example_x):
     """``lag`` compiled with fresh components and critics of the recipe (a constraint whose critic
     the recipe did not specify gets the compiler's default critic)."""
-    from .model import build_component
-    from .recipes import share_layers
-
-    comps = recipe.build_components()
-    opts = dict(recipe.compile_options)
-    critics = {t: build_component(spec, role=f"critic:{t}") for t, spec in (opts.pop("critics", None) or {}).items()}
-    share_layers(opts, comps, critics)
+    comps, critics, opts = recipe.build_parts()
     try:
         return lag.compile(encoder=comps["encoder"], decoder=comps["decoder"], prior=comps["prior"],
                            critics=critics or None, example_x=example_x, lenient=True, **opts)
