@@ -17,8 +17,9 @@ global batch (:meth:`.CompiledObjective.distribute`). What happens across ranks:
   whose gradient then holds both players' gradients in them, :attr:`.Player.gradient_loss`).
   ``DistributedDataParallel`` is not used: its reducer runs in the hooks of the gradients'
   accumulation into ``.grad``, which ``torch.autograd.grad`` (each player's gradient from one
-  forward pass) never runs, it expects one backward over all the parameters per forward, and its buffer broadcast would overwrite the multipliers, which are
-  buffers, with rank 0's at every forward (the silent overwrite of issue 9).
+  forward pass) never runs, it expects one backward over all the parameters per forward, and
+  its buffer broadcast would overwrite the multipliers, which are buffers, with rank 0's at every
+  forward (the silent overwrite of issue 9).
 * **The dual step** uses the constraint estimates averaged over the ranks (``out.violations``
   and ``out.constraints`` are all-reduced in the forward pass, with every other logged value:
   ``out.value``, ``out.terms``, ``out.heads``, ``out.player_values``), so every rank applies

@@ -708,7 +708,8 @@ def _shared_trunk(enc_kind: str, critic_terms: dict, critic_hidden: list, hidden
                           fix="drop shared_trunk")
     if dropout:
         raise RecipeError("Q cannot share the hidden layers of a critic with dropout: it would read dropped-out "
-                          "features", expected="critic_dropout=0 with shared_trunk", given=f"critic_dropout={dropout:g}",
+                          "features", expected="critic_dropout=0 with shared_trunk",
+                          given=f"critic_dropout={dropout:g}",
                           fix="drop critic_dropout, or pass shared_trunk=False")
     if list(critic_hidden) != list(hidden):
         raise RecipeError("Q and the discriminator cannot share hidden layers of different widths",
