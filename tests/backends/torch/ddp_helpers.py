@@ -12,6 +12,8 @@ gradients and constraint estimates, the dual step) is what the library does on a
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import traceback
 
 import torch
@@ -220,3 +222,27 @@ def rank_main(rank: int, world: int, rendezvous: str, out: str, single_checkpoin
         raise
     finally:
         dist.destroy_process_group()
+
+
+#: what a gloo rank of this torch build prints when it aborts in C++ at exit (see :func:`torchrun`)
+GLOO_ABORT = "terminate called without an active exception"
+
+
+def torchrun(launch: list[str], args_of, folder_of):
+    """``torchrun --standalone --nproc_per_node 2 LAUNCH ARGS`` with one thread per rank; returns
+    (the completed process, the folder of the launch that counts).
+
+    Known and not ours to fix here: under pytest a gloo rank of this torch build now and then (about
+    1 launch in 30) aborts in C++ ("terminate called without an active exception", SIGABRT) although
+    the run leaves the group cleanly. So a launch that fails with that message is made once more, in
+    a fresh folder (``folder_of(1)``; ``args_of(folder)`` gives the arguments); a real failure fails
+    both times.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for attempt in range(2):
+        folder = folder_of(attempt)
+        run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              *launch, *args_of(folder)], capture_output=True, text=True, env=env, timeout=600)
+        if run.returncode == 0 or GLOO_ABORT not in run.stderr:
+            break
+    return run, folder

@@ -16,7 +16,17 @@ import torch
 
 from lagrangian_family.backends.torch import Trainer
 
-from .ddp_helpers import BATCH, SEED, STEPS, data, deterministic_problem, lambdas_callback, rank_main, state
+from .ddp_helpers import (
+    BATCH,
+    SEED,
+    STEPS,
+    data,
+    deterministic_problem,
+    lambdas_callback,
+    rank_main,
+    state,
+    torchrun,
+)
 from .helpers import paper_mmd
 
 dist = pytest.importorskip("torch.distributed")
@@ -173,22 +183,21 @@ def test_the_torchrun_example_and_its_resume_in_one_process(tmp_path, capsys):
     """``examples/ddp_lagvae.py`` under ``torchrun --nproc_per_node 2`` (the env:// launch), then the
     same command in one process resumes from the 2 ranks' checkpoint."""
     import importlib.util
-    import os
-    import subprocess
-    import sys
     from pathlib import Path
 
     example = Path(__file__).resolve().parents[3] / "examples" / "ddp_lagvae.py"
-    args = ["--steps", "20", "--ref-steps", "10", "--batch-size", "50", "--out", str(tmp_path / "run")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(example), *args], capture_output=True, text=True, env=env, timeout=600)
+
+    def args_of(folder):
+        return ["--steps", "20", "--ref-steps", "10", "--batch-size", "50", "--out", str(folder)]
+
+    run, folder = torchrun([str(example)], args_of, lambda attempt: tmp_path / f"run{attempt}")
+    args = args_of(folder)
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.splitlines()
     assert "2 rank(s); epsilon = [" in run.stdout
     lam = [ln.split("lambda = ")[1] for ln in lines if ln.startswith("rank ")]
     assert len(lam) == 2 and lam[0] == lam[1]
-    with open(tmp_path / "run" / "log.csv", newline="") as f:
+    with open(folder / "log.csv", newline="") as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [20]
 
     spec = importlib.util.spec_from_file_location("example_ddp_lagvae", example)
@@ -197,7 +206,7 @@ def test_the_torchrun_example_and_its_resume_in_one_process(tmp_path, capsys):
     args[1] = "30"
     module.main(args)  # no torchrun: one process, from the checkpoint of step 20
     assert "1 rank(s)" in capsys.readouterr().out
-    with open(tmp_path / "run" / "log.csv", newline="") as f:
+    with open(folder / "log.csv", newline="") as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [20, 30]
 
 
